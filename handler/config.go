@@ -1,0 +1,260 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"dvbulk/internal/job"
+)
+
+// config is every app setting, read in one place. Library packages get plain values from here.
+type config struct {
+	DataverseURL   string
+	DataverseAuth  string
+	DVConcurrency  int
+	AffinityCookie bool
+	RequestTimeout time.Duration
+
+	EnrichmentURL    string
+	EnrichmentKey    string
+	EnrichmentHeader string
+	EnrichBatch      int
+	EnrichConc       int
+	EnrichRPS        float64
+	EnrichTimeout    time.Duration
+
+	Storage       string // AzureWebJobsStorage
+	Container     string
+	CheckpointDir string
+
+	Job        *job.Spec
+	JobRef     string
+	ChunkSize  int
+	DryRun     bool
+	Lease      time.Duration
+	StaleAfter time.Duration
+	Flush      time.Duration
+	PlanPages  int
+	TWorkers   int
+	WWorkers   int
+	LogLevel   zerolog.Level
+}
+
+// settingError names the setting that is wrong; the CLI prints it as the one-line reason for exit 2.
+type settingError struct{ name, problem string }
+
+func (e *settingError) Error() string { return e.name + ": " + e.problem }
+
+// setting documents one app setting: its name, default and meaning (README's settings table and
+// local.settings.json are generated from the same list by a test).
+type setting struct{ Name, Default, Meaning string }
+
+var settings = []setting{
+	{"DATAVERSE_URL", "", "required; environment root such as https://contoso.crm.dynamics.com (https unless loopback)"},
+	{"DATAVERSE_AUTH", "default", "default (DefaultAzureCredential), managedidentity, clientsecret, or none (loopback only)"},
+	{"ENRICHMENT_URL", "", "required by enrich jobs; https unless loopback"},
+	{"ENRICHMENT_API_KEY", "", "optional; sent in the ENRICHMENT_API_KEY_HEADER header; never logged"},
+	{"ENRICHMENT_API_KEY_HEADER", "x-api-key", "header that carries the enrichment API key"},
+	{"ENRICHMENT_BATCH_SIZE", "1", "records per enrichment request (1-1000)"},
+	{"ENRICHMENT_CONCURRENCY", "8", "concurrent enrichment requests per instance (1-256)"},
+	{"ENRICHMENT_RPS", "0", "enrichment requests per second per instance; 0 = no limit"},
+	{"ENRICHMENT_TIMEOUT", "30s", "timeout of one enrichment request"},
+	{"AzureWebJobsStorage", "", "storage connection for checkpoints; UseDevelopmentStorage=true means Azurite"},
+	{"DVBULK_CHECKPOINT_CONTAINER", "dvbulk-checkpoints", "blob container that holds checkpoints"},
+	{"DVBULK_CHECKPOINT_DIR", ".dvbulk", "local checkpoint directory for the console (run/status --store dir)"},
+	{"DVBULK_JOB", "nightly-enrichment", "built-in job name or path to a job .json file"},
+	{"DVBULK_SCHEDULE", "0 0 2 * * *", "EnrichTimer's NCRONTAB schedule (read by the Functions host)"},
+	{"DVBULK_CHUNK_SIZE", "0", "records per chunk message; 0 = the job's chunkSize (default 500); max 1000"},
+	{"DVBULK_DRY_RUN", "false", "true: do everything but the writes; the report shows what would change"},
+	{"DVBULK_DATAVERSE_CONCURRENCY", "52", "cap on concurrent Dataverse requests per instance (the x-ms-dop-hint caps it too)"},
+	{"DVBULK_AFFINITY_COOKIE", "false", "true sends the ARRAffinity cookie (pins one web server; slower)"},
+	{"DVBULK_REQUEST_TIMEOUT", "2m", "timeout of one Dataverse request attempt"},
+	{"DVBULK_LEASE", "60s", "chunk ownership lease; renewed by every checkpoint write"},
+	{"DVBULK_STALE_AFTER", "30m", "a run without progress for this long is taken over by the next timer tick"},
+	{"DVBULK_FLUSH_INTERVAL", "1s", "how often a running chunk writes its checkpoint"},
+	{"DVBULK_PLAN_PAGES", "10", "pages of 5,000 records planned per invocation before continuing in a new message"},
+	{"DVBULK_TRANSFORM_WORKERS", "4", "concurrent enrichment calls per chunk"},
+	{"DVBULK_WRITE_WORKERS", "4", "concurrent write requests per chunk"},
+	{"DVBULK_LOG_LEVEL", "info", "trace, debug, info, warn or error"},
+}
+
+// loadConfig reads and validates the settings. needDataverse/needJob let subcommands that only read
+// checkpoints (status) skip what they do not use.
+func loadConfig(getenv func(string) string, needDataverse bool) (*config, error) {
+	get := func(name string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		for _, s := range settings {
+			if s.Name == name {
+				return s.Default
+			}
+		}
+		return ""
+	}
+	c := &config{}
+	var err error
+	fail := func(name, format string, a ...any) error {
+		return &settingError{name: name, problem: fmt.Sprintf(format, a...)}
+	}
+	if c.LogLevel, err = zerolog.ParseLevel(strings.ToLower(get("DVBULK_LOG_LEVEL"))); err != nil || get("DVBULK_LOG_LEVEL") == "" {
+		return nil, fail("DVBULK_LOG_LEVEL", "must be trace, debug, info, warn or error, got %q", getenv("DVBULK_LOG_LEVEL"))
+	}
+	c.JobRef = get("DVBULK_JOB")
+	if c.Job, err = job.Lookup(c.JobRef); err != nil {
+		return nil, fail("DVBULK_JOB", "%v", err)
+	}
+	c.Storage = getenv("AzureWebJobsStorage")
+	c.Container = get("DVBULK_CHECKPOINT_CONTAINER")
+	if !validContainer(c.Container) {
+		return nil, fail("DVBULK_CHECKPOINT_CONTAINER", "must be 3-63 lowercase letters, digits or '-', got %q", c.Container)
+	}
+	c.CheckpointDir = get("DVBULK_CHECKPOINT_DIR")
+
+	ints := []struct {
+		name     string
+		dst      *int
+		min, max int
+	}{
+		{"ENRICHMENT_BATCH_SIZE", &c.EnrichBatch, 1, 1000},
+		{"ENRICHMENT_CONCURRENCY", &c.EnrichConc, 1, 256},
+		{"DVBULK_CHUNK_SIZE", &c.ChunkSize, 0, job.MaxChunkSize},
+		{"DVBULK_DATAVERSE_CONCURRENCY", &c.DVConcurrency, 1, 1000},
+		{"DVBULK_PLAN_PAGES", &c.PlanPages, 1, 1000},
+		{"DVBULK_TRANSFORM_WORKERS", &c.TWorkers, 1, 256},
+		{"DVBULK_WRITE_WORKERS", &c.WWorkers, 1, 256},
+	}
+	for _, s := range ints {
+		v, err := strconv.Atoi(get(s.name))
+		if err != nil || v < s.min || v > s.max {
+			return nil, fail(s.name, "must be a whole number from %d to %d, got %q", s.min, s.max, get(s.name))
+		}
+		*s.dst = v
+	}
+	durations := []struct {
+		name     string
+		dst      *time.Duration
+		min, max time.Duration
+	}{
+		{"ENRICHMENT_TIMEOUT", &c.EnrichTimeout, time.Second, 10 * time.Minute},
+		{"DVBULK_REQUEST_TIMEOUT", &c.RequestTimeout, time.Second, 10 * time.Minute},
+		{"DVBULK_LEASE", &c.Lease, 2 * time.Second, 10 * time.Minute},
+		{"DVBULK_STALE_AFTER", &c.StaleAfter, time.Second, 7 * 24 * time.Hour},
+		{"DVBULK_FLUSH_INTERVAL", &c.Flush, 10 * time.Millisecond, time.Minute},
+	}
+	for _, s := range durations {
+		v, err := time.ParseDuration(get(s.name))
+		if err != nil || v < s.min || v > s.max {
+			return nil, fail(s.name, "must be a duration from %s to %s such as 30s, got %q", s.min, s.max, get(s.name))
+		}
+		*s.dst = v
+	}
+	if c.Flush >= c.Lease/2 {
+		return nil, fail("DVBULK_FLUSH_INTERVAL", "must be under half of DVBULK_LEASE (%s), got %s", c.Lease, c.Flush)
+	}
+	if c.EnrichRPS, err = strconv.ParseFloat(get("ENRICHMENT_RPS"), 64); err != nil || c.EnrichRPS < 0 || c.EnrichRPS > 100000 {
+		return nil, fail("ENRICHMENT_RPS", "must be a number from 0 (no limit) to 100000, got %q", get("ENRICHMENT_RPS"))
+	}
+	bools := []struct {
+		name string
+		dst  *bool
+	}{{"DVBULK_DRY_RUN", &c.DryRun}, {"DVBULK_AFFINITY_COOKIE", &c.AffinityCookie}}
+	for _, s := range bools {
+		v, err := strconv.ParseBool(get(s.name))
+		if err != nil {
+			return nil, fail(s.name, "must be true or false, got %q", get(s.name))
+		}
+		*s.dst = v
+	}
+	c.EnrichmentKey = getenv("ENRICHMENT_API_KEY")
+	c.EnrichmentHeader = get("ENRICHMENT_API_KEY_HEADER")
+	if !validHeader(c.EnrichmentHeader) {
+		return nil, fail("ENRICHMENT_API_KEY_HEADER", "must be an HTTP header name, got %q", c.EnrichmentHeader)
+	}
+	if !needDataverse {
+		return c, nil
+	}
+	if c.DataverseURL, err = checkURL(get("DATAVERSE_URL"), true); err != nil {
+		return nil, fail("DATAVERSE_URL", "%v", err)
+	}
+	c.DataverseAuth = strings.ToLower(get("DATAVERSE_AUTH"))
+	switch c.DataverseAuth {
+	case "default", "managedidentity", "clientsecret":
+	case "none":
+		if !isLoopbackURL(c.DataverseURL) {
+			return nil, fail("DATAVERSE_AUTH", "none is only allowed for a loopback DATAVERSE_URL, not %s", c.DataverseURL)
+		}
+	default:
+		return nil, fail("DATAVERSE_AUTH", "must be default, managedidentity, clientsecret or none, got %q", c.DataverseAuth)
+	}
+	if c.Job.Transform.Kind == job.KindEnrich {
+		if c.EnrichmentURL, err = checkURL(get("ENRICHMENT_URL"), false); err != nil {
+			return nil, fail("ENRICHMENT_URL", "%v (job %s enriches)", err, c.Job.Name)
+		}
+	}
+	return c, nil
+}
+
+// checkURL requires an absolute http(s) URL, https unless the host is loopback.
+func checkURL(raw string, root bool) (string, error) {
+	if raw == "" {
+		return "", fmt.Errorf("is required")
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil {
+		return "", fmt.Errorf("must be an absolute http(s) URL, got %q", raw)
+	}
+	if u.Scheme == "http" && !isLoopbackURL(raw) {
+		return "", fmt.Errorf("must use https (http is only allowed for loopback addresses), got %q", raw)
+	}
+	if root {
+		if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+			return "", fmt.Errorf("must be the environment root such as https://contoso.crm.dynamics.com, got %q", raw)
+		}
+		return u.Scheme + "://" + u.Host, nil
+	}
+	return raw, nil
+}
+
+func isLoopbackURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	h := u.Hostname()
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+func validContainer(s string) bool {
+	if len(s) < 3 || len(s) > 63 || strings.HasPrefix(s, "-") || strings.HasSuffix(s, "-") || strings.Contains(s, "--") {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func validHeader(s string) bool {
+	if s == "" || len(s) > 100 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}

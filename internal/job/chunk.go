@@ -1,0 +1,287 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/pipeline"
+)
+
+// processChunk runs one chunk to completion (or to a checkpointed stop). Ownership is an ETag-guarded
+// lease inside the chunk checkpoint: a duplicate delivery waits for the owner instead of doing the
+// work twice, and a stale owner's next checkpoint write fails, after which it writes nothing more.
+func (e *Engine) processChunk(ctx context.Context, m *Message, d Delivery) (Result, error) {
+	var res Result
+	log := zerolog.Ctx(ctx).With().Int("chunk", m.Seq).Logger()
+	man, _, err := load[Manifest](ctx, e.Store, manifestName(m.Run))
+	if err != nil {
+		// Fail closed: without the manifest nothing can be checked, and a missing one may be a storage
+		// account that is briefly unreachable or being restored.
+		return res, fmt.Errorf("%w: read manifest of %s: %v", ErrTransient, m.Run, err)
+	}
+	if man.Job != m.Job {
+		return res, &BadMessageError{Reason: fmt.Sprintf("chunk names job %q but run %s is of job %q", m.Job, m.Run, man.Job)}
+	}
+	ch, etag, err := e.loadOrCreateChunk(ctx, man, m)
+	if err != nil {
+		return res, err
+	}
+	me := e.Instance + "/" + nonce()
+	for {
+		if ch.State != ChunkPending {
+			res.logf("chunk %d of %s is already %s; nothing to do", m.Seq, m.Run, ch.State)
+			return res, e.finishChunk(ctx, ch)
+		}
+		now := e.now()
+		if ch.Owner != "" && now.Before(ch.Lease) {
+			// Owned by a live worker (a duplicate delivery): wait for it rather than redo its work.
+			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < e.Opt.YieldMargin+e.Opt.WaitPoll {
+				return e.yield(m, &res, "chunk %d is owned by %s; handing the wait to a new message", m.Seq, ch.Owner)
+			}
+			if err := sleep(ctx, e.Opt.WaitPoll); err != nil {
+				return res, err
+			}
+			if ch, etag, err = load[Chunk](ctx, e.Store, chunkName(m.Run, m.Seq)); err != nil {
+				return res, fmt.Errorf("%w: re-read chunk: %v", ErrTransient, err)
+			}
+			continue
+		}
+		ch.Owner, ch.Lease, ch.Attempts = me, now.Add(e.Opt.Lease), ch.Attempts+1
+		ch.Updated, ch.Writer = now.UTC(), nonce()
+		etag, err = save(ctx, e.Store, chunkName(m.Run, m.Seq), ch, etag)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, checkpoint.ErrConflict) {
+			return res, fmt.Errorf("%w: claim chunk: %v", ErrTransient, err)
+		}
+		if ch, etag, err = load[Chunk](ctx, e.Store, chunkName(m.Run, m.Seq)); err != nil {
+			return res, fmt.Errorf("%w: re-read chunk: %v", ErrTransient, err)
+		}
+	}
+	log.Debug().Int("attempt", ch.Attempts).Int("records", len(ch.Records)).Msg("chunk claimed")
+	run := &chunkRun{e: e, man: man, ch: ch, etag: etag, name: chunkName(m.Run, m.Seq), confirmed: ch.Lease, log: log}
+	return run.execute(ctx, m, d)
+}
+
+// loadOrCreateChunk reads the chunk checkpoint. A chunk message without one (a hand-written re-run, or
+// a checkpoint lost with its storage) is rebuilt from its ids with fresh values from Dataverse.
+func (e *Engine) loadOrCreateChunk(ctx context.Context, man *Manifest, m *Message) (*Chunk, checkpoint.ETag, error) {
+	name := chunkName(m.Run, m.Seq)
+	ch, etag, err := load[Chunk](ctx, e.Store, name)
+	if err == nil {
+		return ch, etag, nil
+	}
+	if !errors.Is(err, checkpoint.ErrNotFound) {
+		return nil, "", fmt.Errorf("%w: read chunk %d: %v", ErrTransient, m.Seq, err)
+	}
+	rows, err := e.DV.GetByIDs(ctx, dvTable(man.Spec), m.IDs, man.Spec.SelectColumns())
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: read chunk records: %v", ErrTransient, err)
+	}
+	found := map[string]Record{}
+	for _, row := range rows {
+		rec, err := toRecord(man.Spec, row)
+		if err != nil {
+			return nil, "", err
+		}
+		found[rec.ID] = rec
+	}
+	ch = &Chunk{Run: m.Run, Seq: m.Seq, State: ChunkPending, Updated: e.now().UTC(), Writer: nonce()}
+	for _, id := range m.IDs {
+		rec, ok := found[id]
+		if !ok {
+			rec = Record{ID: id, Outcome: pipeline.Gone, Reason: "record no longer exists"}
+		}
+		ch.Records = append(ch.Records, rec)
+	}
+	if _, err := create(ctx, e.Store, name, ch); err != nil && !errors.Is(err, checkpoint.ErrConflict) {
+		return nil, "", fmt.Errorf("%w: write chunk %d: %v", ErrTransient, m.Seq, err)
+	}
+	ch, etag, err = load[Chunk](ctx, e.Store, name)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: read chunk %d: %v", ErrTransient, m.Seq, err)
+	}
+	return ch, etag, nil
+}
+
+func (e *Engine) yield(m *Message, res *Result, format string, a ...any) (Result, error) {
+	s, err := m.Encode()
+	if err != nil {
+		return *res, err
+	}
+	res.Enqueue = append(res.Enqueue, s)
+	res.logf(format, a...)
+	return *res, nil
+}
+
+// chunkRun is one owner's processing of a claimed chunk.
+type chunkRun struct {
+	e    *Engine
+	man  *Manifest
+	name string
+	log  zerolog.Logger
+
+	mu        sync.Mutex
+	ch        *Chunk
+	etag      checkpoint.ETag
+	confirmed time.Time // lease expiry as last written successfully
+	dirty     bool
+	lost      bool
+	lastRetry string
+	stats     Stats
+}
+
+func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result, error) {
+	var res Result
+	e := r.e
+	started := e.now()
+	var t0, r0 int64
+	if e.Throttle != nil {
+		t0, r0 = e.Throttle()
+	}
+	if err := r.refreshResumed(ctx); err != nil {
+		r.release(ctx)
+		return res, err
+	}
+	items, index := r.pendingItems()
+	cfg, err := r.pipelineConfig()
+	if err != nil {
+		return res, err
+	}
+
+	// The pipeline stops early enough before the invocation deadline to checkpoint and yield.
+	pctx, cancel := context.WithCancel(ctx)
+	if dl, ok := ctx.Deadline(); ok {
+		pctx, cancel = context.WithDeadline(ctx, dl.Add(-e.Opt.YieldMargin))
+	}
+	defer cancel()
+	flushDone := make(chan struct{})
+	go func() {
+		defer close(flushDone)
+		r.flushLoop(pctx, cancel)
+	}()
+	perr := pipeline.Run(pctx, cfg, items, func(ev pipeline.Event) { r.apply(index, ev) })
+	cancel()
+	<-flushDone
+
+	r.mu.Lock()
+	if e.Throttle != nil {
+		t1, r1 := e.Throttle()
+		r.stats.Throttled, r.stats.Retries = t1-t0, r1-r0
+	}
+	r.stats.ProcessingMilli = e.now().Sub(started).Milliseconds()
+	r.ch.Stats.add(r.stats)
+	r.stats = Stats{}
+	pending := 0
+	for _, rec := range r.ch.Records {
+		if rec.Outcome == "" {
+			pending++
+		}
+	}
+	lost := r.lost
+	r.mu.Unlock()
+
+	switch {
+	case lost || errors.Is(perr, pipeline.ErrLostOwnership):
+		res.logf("chunk %d: ownership lost to another worker; stopped without further writes", m.Seq)
+		return res, nil
+	case pending == 0:
+		if err := r.finish(ctx, ChunkDone, ""); errors.Is(err, checkpoint.ErrConflict) {
+			res.logf("chunk %d: ownership lost before the final checkpoint", m.Seq)
+			return res, nil
+		} else if err != nil {
+			return res, err
+		}
+		res.logf("chunk %d of %s done: %d records", m.Seq, m.Run, len(r.ch.Records))
+		return res, e.finishChunk(ctx, r.ch)
+	case ctx.Err() == nil && pctx.Err() != nil && r.lastRetry == "":
+		// Stopped for the invocation deadline: checkpoint, release and continue in a new message.
+		r.release(ctx)
+		return e.yield(m, &res, "chunk %d: %d records left at the invocation deadline; continuing in a new message", m.Seq, pending)
+	case ctx.Err() != nil:
+		r.release(context.WithoutCancel(ctx))
+		return res, ctx.Err()
+	}
+	reason := r.lastRetry
+	if reason == "" && perr != nil {
+		reason = perr.Error()
+	}
+	if d.DequeueCount >= e.Opt.MaxDequeue {
+		// The host poisons the message after this delivery: record why, so the run still completes
+		// and its summary names the chunk and its unfinished records.
+		if err := r.finish(ctx, ChunkDeadLettered, reason); errors.Is(err, checkpoint.ErrConflict) {
+			return res, nil
+		} else if err != nil {
+			return res, err
+		}
+		if err := e.finishChunk(ctx, r.ch); err != nil {
+			return res, err
+		}
+		return res, fmt.Errorf("%w: chunk %d dead-lettered after %d deliveries, %d records unfinished: %s", ErrTransient, m.Seq, d.DequeueCount, pending, reason)
+	}
+	r.release(ctx)
+	return res, fmt.Errorf("%w: chunk %d: %d records hit transient failures (%s); retrying on redelivery", ErrTransient, m.Seq, pending, reason)
+}
+
+// pendingItems turns the chunk's unfinished records into pipeline items.
+func (r *chunkRun) pendingItems() ([]*pipeline.Item, map[string]*Record) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	spec := r.man.Spec
+	index := map[string]*Record{}
+	var items []*pipeline.Item
+	for i := range r.ch.Records {
+		rec := &r.ch.Records[i]
+		if rec.Outcome != "" {
+			continue
+		}
+		index[rec.ID] = rec
+		items = append(items, &pipeline.Item{ID: rec.ID, ETag: rec.ETag, Current: normalizeAll(spec, rec.Current), Fields: normalizeAll(spec, rec.Fields)})
+	}
+	return items, index
+}
+
+func normalizeAll(spec *Spec, vals map[string]any) map[string]any {
+	if vals == nil {
+		return nil
+	}
+	out := make(map[string]any, len(vals))
+	for k, v := range vals {
+		if n, err := pipeline.Normalize(spec.Columns[k], v); err == nil {
+			v = n
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// apply records a pipeline event in the checkpoint (written by the next flush).
+func (r *chunkRun) apply(index map[string]*Record, ev pipeline.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, ok := index[ev.ID]
+	if !ok {
+		return
+	}
+	r.dirty = true
+	r.stats.DroppedFields += ev.Dropped
+	switch {
+	case ev.Transformed:
+		rec.Fields = ev.Fields
+		r.stats.Transformed++
+	case ev.Retry:
+		r.lastRetry = ev.Reason
+	case ev.Outcome != "":
+		rec.Outcome, rec.Reason, rec.Changed = ev.Outcome, ev.Reason, ev.Changed
+		if ev.Outcome != pipeline.WouldUpdate {
+			rec.Fields = nil // written or settled: nothing left to resume
+		}
+	}
+}

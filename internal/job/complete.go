@@ -1,0 +1,205 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/pipeline"
+)
+
+// MaxListedFailures caps the failures and changes listed in a summary; the counts stay exact and the
+// chunk checkpoints keep every record's outcome.
+const MaxListedFailures = 10000
+
+// Summary is the report of a finished run, written exactly once by whichever worker finishes last.
+type Summary struct {
+	Run              string         `json:"run"`
+	Job              string         `json:"job"`
+	DryRun           bool           `json:"dryRun,omitempty"`
+	RerunOf          string         `json:"rerunOf,omitempty"`
+	Trigger          string         `json:"trigger"`
+	Started          time.Time      `json:"started"`
+	Finished         time.Time      `json:"finished"`
+	DurationSeconds  float64        `json:"durationSeconds"`
+	RecordsPerSecond float64        `json:"recordsPerSecond"`
+	Planned          int            `json:"planned"`
+	Records          int            `json:"records"`
+	Chunks           int            `json:"chunks"`
+	Outcomes         map[string]int `json:"outcomes"`
+	Failures         []Failure      `json:"failures"`
+	FailuresListed   bool           `json:"failuresComplete"`
+	DeadLettered     []DeadChunk    `json:"deadLettered"`
+	Changes          []Change       `json:"changes,omitempty"` // dry run: what would be written
+	Stats            Stats          `json:"stats"`
+	Writer           string         `json:"w"`
+}
+
+// Failure is one record that did not end as intended.
+type Failure struct {
+	ID      string `json:"id"`
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason"`
+	Chunk   int    `json:"chunk"`
+}
+
+// DeadChunk is a chunk whose message was dead-lettered.
+type DeadChunk struct {
+	Seq     int    `json:"seq"`
+	Reason  string `json:"reason"`
+	Records int    `json:"records"`
+}
+
+// Change is a write a dry run would have made.
+type Change struct {
+	ID     string         `json:"id"`
+	Fields map[string]any `json:"fields"`
+}
+
+// finishChunk counts a finished chunk into the run's progress (once, however often it is called) and
+// completes the run if it was the last.
+func (e *Engine) finishChunk(ctx context.Context, ch *Chunk) error {
+	_, err := modify(ctx, e.Store, progressName(ch.Run), func(p *Progress) (*Progress, error) {
+		if p == nil {
+			p = &Progress{Run: ch.Run, Outcomes: map[string]int{}}
+		}
+		if p.has(ch.Seq) {
+			return nil, errNoChange
+		}
+		p.set(ch.Seq)
+		p.Chunks = p.count()
+		p.Records += len(ch.Records)
+		for _, r := range ch.Records {
+			p.Outcomes[r.Outcome]++
+		}
+		if ch.State == ChunkDeadLettered {
+			p.DeadLettered = append(p.DeadLettered, fmt.Sprint(ch.Seq))
+		}
+		p.Updated, p.Writer = e.now().UTC(), nonce()
+		return p, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: record progress: %v", ErrTransient, err)
+	}
+	return e.tryComplete(ctx, ch.Run)
+}
+
+// deadLetterChunk marks an abandoned chunk dead-lettered (used by the stale-run sweep for a chunk that
+// crashed its worker on every delivery).
+func (e *Engine) deadLetterChunk(ctx context.Context, run string, seq int, reason string) error {
+	ch, err := modify(ctx, e.Store, chunkName(run, seq), func(c *Chunk) (*Chunk, error) {
+		if c == nil || c.State != ChunkPending {
+			return nil, errNoChange
+		}
+		c.State, c.Reason, c.Owner, c.Lease = ChunkDeadLettered, reason, "", time.Time{}
+		for i := range c.Records {
+			if c.Records[i].Outcome == "" {
+				c.Records[i].Outcome, c.Records[i].Reason = pipeline.Failed, "chunk dead-lettered: "+reason
+			}
+		}
+		c.Updated, c.Writer = e.now().UTC(), nonce()
+		return c, nil
+	})
+	if err != nil || ch == nil {
+		return err
+	}
+	return e.finishChunk(ctx, ch)
+}
+
+// tryComplete writes the run summary when planning is done and every chunk has finished. Creating
+// the summary is conditional, so exactly one worker writes it.
+func (e *Engine) tryComplete(ctx context.Context, run string) error {
+	man, _, err := load[Manifest](ctx, e.Store, manifestName(run))
+	if err != nil {
+		return fmt.Errorf("%w: read manifest: %v", ErrTransient, err)
+	}
+	if !man.PlanningDone || man.State == RunDone {
+		return nil
+	}
+	if man.NextSeq > 0 {
+		prog, _, err := load[Progress](ctx, e.Store, progressName(run))
+		if errors.Is(err, checkpoint.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: read progress: %v", ErrTransient, err)
+		}
+		if prog.count() < man.NextSeq {
+			return nil
+		}
+	}
+	sum, err := e.buildSummary(ctx, man)
+	if err != nil {
+		return err
+	}
+	if _, err := create(ctx, e.Store, summaryName(run), sum); err != nil && !errors.Is(err, checkpoint.ErrConflict) {
+		return fmt.Errorf("%w: write summary: %v", ErrTransient, err)
+	} else if err == nil {
+		e.Log.Info().Str("run", run).Int("records", sum.Records).Interface("outcomes", sum.Outcomes).
+			Float64("seconds", sum.DurationSeconds).Msg("run complete")
+	}
+	if _, err := modify(ctx, e.Store, manifestName(run), func(m *Manifest) (*Manifest, error) {
+		if m.State == RunDone {
+			return nil, errNoChange
+		}
+		m.State, m.Updated, m.Writer = RunDone, e.now().UTC(), nonce()
+		return m, nil
+	}); err != nil {
+		return fmt.Errorf("%w: %v", ErrTransient, err)
+	}
+	// The job may start again: clear the active marker if it still names this run.
+	act, etag, err := load[Active](ctx, e.Store, activeName(man.Job))
+	if err == nil && act.Run == run {
+		if err := e.Store.Delete(ctx, activeName(man.Job), etag); err != nil && !errors.Is(err, checkpoint.ErrConflict) && !errors.Is(err, checkpoint.ErrNotFound) {
+			return fmt.Errorf("%w: clear active run: %v", ErrTransient, err)
+		}
+	}
+	return nil
+}
+
+func (e *Engine) buildSummary(ctx context.Context, man *Manifest) (*Summary, error) {
+	now := e.now().UTC()
+	sum := &Summary{Run: man.Run, Job: man.Job, DryRun: man.DryRun, RerunOf: man.RerunOf, Trigger: man.Trigger,
+		Started: man.Created, Finished: now, Planned: man.PlannedRecords, Outcomes: map[string]int{},
+		Failures: []Failure{}, FailuresListed: true, DeadLettered: []DeadChunk{}, Writer: nonce()}
+	err := e.Store.List(ctx, chunkPrefix(man.Run), func(name string) error {
+		ch, _, err := load[Chunk](ctx, e.Store, name)
+		if err != nil {
+			return err
+		}
+		sum.Chunks++
+		sum.Stats.add(ch.Stats)
+		if ch.State == ChunkDeadLettered {
+			sum.DeadLettered = append(sum.DeadLettered, DeadChunk{Seq: ch.Seq, Reason: ch.Reason, Records: len(ch.Records)})
+		}
+		for _, r := range ch.Records {
+			sum.Records++
+			sum.Outcomes[r.Outcome]++
+			switch r.Outcome {
+			case pipeline.Failed, pipeline.Skipped:
+				if len(sum.Failures) < MaxListedFailures {
+					sum.Failures = append(sum.Failures, Failure{ID: r.ID, Outcome: r.Outcome, Reason: r.Reason, Chunk: ch.Seq})
+				} else {
+					sum.FailuresListed = false
+				}
+			case pipeline.WouldUpdate:
+				if len(sum.Changes) < MaxListedFailures {
+					sum.Changes = append(sum.Changes, Change{ID: r.ID, Fields: r.Changed})
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: read chunks for the summary: %v", ErrTransient, err)
+	}
+	sort.Slice(sum.Failures, func(i, j int) bool { return sum.Failures[i].ID < sum.Failures[j].ID })
+	sum.DurationSeconds = now.Sub(man.Created).Seconds()
+	if sum.DurationSeconds > 0 {
+		sum.RecordsPerSecond = float64(sum.Records) / sum.DurationSeconds
+	}
+	return sum, nil
+}

@@ -1,0 +1,162 @@
+package job
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/dataverse"
+	"dvbulk/internal/enrich"
+	"dvbulk/internal/pipeline"
+)
+
+// Dataverse is what the engine needs from the Dataverse client.
+type Dataverse interface {
+	QueryPage(ctx context.Context, q dataverse.Query, nextLink string) (dataverse.Page, error)
+	GetByIDs(ctx context.Context, t dataverse.Table, ids []string, sel []string) ([]dataverse.Record, error)
+	pipeline.Writer
+	pipeline.Actor
+}
+
+// Enricher is what the engine needs from the enrichment adapter.
+type Enricher interface {
+	Enrich(ctx context.Context, recs []enrich.Record) ([]enrich.Result, error)
+}
+
+// Options tune the engine; zero values take the defaults noted.
+type Options struct {
+	Lease         time.Duration // chunk ownership lease (60s); renewed by every checkpoint write
+	FlushInterval time.Duration // how often a running chunk writes its checkpoint (1s)
+	StaleAfter    time.Duration // a run with no progress for this long is taken over by the next start (30m)
+	PlanPages     int           // pages read per planning step before continuing in a new message (10)
+	MaxDequeue    int           // the host's maxDequeueCount (5): the last delivery dead-letters
+	YieldMargin   time.Duration // stop this long before the invocation deadline to checkpoint and yield (15s)
+	WaitPoll      time.Duration // how often a duplicate delivery re-reads an owned chunk (1s)
+	ChunkSize     int           // overrides the spec's chunk size when > 0
+	DryRun        bool          // force every run started by this engine to be a dry run
+
+	TransformBatch   int // records per enrichment call group (default: the enrich adapter's batch size)
+	TransformWorkers int // concurrent transform groups per chunk
+	WriteWorkers     int // concurrent write requests per chunk
+}
+
+func (o *Options) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.Lease, 60*time.Second)
+	def(&o.FlushInterval, time.Second)
+	def(&o.StaleAfter, 30*time.Minute)
+	def(&o.YieldMargin, 15*time.Second)
+	def(&o.WaitPoll, time.Second)
+	if o.PlanPages <= 0 {
+		o.PlanPages = 10
+	}
+	if o.MaxDequeue <= 0 {
+		o.MaxDequeue = 5
+	}
+}
+
+// Engine plans runs and processes chunks. One engine per process: chunks processed concurrently share
+// its Dataverse client and so one throttle state.
+type Engine struct {
+	Store    checkpoint.Store
+	DV       Dataverse
+	Enricher Enricher // nil when no enrich job is configured
+	Instance string   // identifies this process in ownership records
+	Log      zerolog.Logger
+	Opt      Options
+	// Throttle, when set, reports the Dataverse client's cumulative 429 and retry counts; chunks
+	// record the difference over their processing in their stats.
+	Throttle func() (throttled, retries int64)
+	Now      func() time.Time
+}
+
+// Result is what an invocation hands back to the host: messages for the chunk queue, dead letters,
+// and short log lines.
+type Result struct {
+	Enqueue    []string
+	DeadLetter []string
+	Logs       []string
+}
+
+func (r *Result) logf(format string, a ...any) { r.Logs = append(r.Logs, fmt.Sprintf(format, a...)) }
+
+// Delivery describes how a queue message arrived.
+type Delivery struct {
+	DequeueCount int
+	MessageID    string
+}
+
+// ErrTransient wraps failures worth a redelivery (storage or Dataverse unreachable).
+var ErrTransient = errors.New("job: transient failure")
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+// Init applies option defaults; call it once before use.
+func (e *Engine) Init() {
+	e.Opt.defaults()
+	if e.Instance == "" {
+		e.Instance = "instance-" + nonce()
+	}
+}
+
+// Handle processes one chunk-queue message. A message that can never be processed yields a dead
+// letter and no error (so the host does not retry it five times for nothing); transient failures
+// return an error so the host redelivers.
+func (e *Engine) Handle(ctx context.Context, body []byte, d Delivery) (Result, error) {
+	m, err := DecodeMessage(body)
+	if err != nil {
+		return e.deadLetter(body, d, err), nil
+	}
+	log := e.Log.With().Str("run", m.Run).Str("job", m.Job).Str("kind", m.Kind).Logger()
+	ctx = log.WithContext(ctx)
+	var res Result
+	switch m.Kind {
+	case KindStart:
+		spec, lerr := Lookup(m.Job)
+		if lerr != nil {
+			return e.deadLetter(body, d, &BadMessageError{Reason: lerr.Error()}), nil
+		}
+		res, err = e.Start(ctx, spec, StartOptions{Run: m.Run, DryRun: m.DryRun, RerunOf: m.RerunOf, Trigger: "queue", At: e.now()})
+	case KindPlan:
+		res, err = e.planStep(ctx, m.Run, m.Cursor, m.Seq)
+	case KindChunk:
+		res, err = e.processChunk(ctx, m, d)
+	}
+	if IsBadMessage(err) {
+		return e.deadLetter(body, d, err), nil
+	}
+	return res, err
+}
+
+// DeadLetter is the body written to the dead-letter queue.
+type DeadLetter struct {
+	Reason       string    `json:"reason"`
+	Message      string    `json:"message"`
+	MessageID    string    `json:"messageId,omitempty"`
+	DequeueCount int       `json:"dequeueCount"`
+	At           time.Time `json:"at"`
+}
+
+func (e *Engine) deadLetter(body []byte, d Delivery, err error) Result {
+	msg := string(body)
+	if len(msg) > 16*1024 {
+		msg = msg[:16*1024] + "...(truncated)"
+	}
+	data, _ := json.Marshal(DeadLetter{Reason: err.Error(), Message: msg, MessageID: d.MessageID, DequeueCount: d.DequeueCount, At: e.now().UTC()})
+	e.Log.Warn().Str("message_id", d.MessageID).Str("reason", err.Error()).Msg("message dead-lettered")
+	return Result{DeadLetter: []string{string(data)}, Logs: []string{"dead-lettered: " + err.Error()}}
+}

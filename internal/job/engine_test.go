@@ -1,0 +1,278 @@
+package job
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/pipeline"
+)
+
+func testEngine(t *testing.T, dv *fakeDV, en *fakeEnricher, st checkpoint.Store) *Engine {
+	t.Helper()
+	e := &Engine{Store: st, DV: dv, Enricher: en, Log: zerolog.Nop(),
+		Opt: Options{PlanPages: 2, FlushInterval: 20 * time.Millisecond, Lease: 2 * time.Second, YieldMargin: time.Second}}
+	e.Init()
+	return e
+}
+
+func smallSpec(t *testing.T) *Spec {
+	t.Helper()
+	s, err := Lookup("nightly-enrichment")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ChunkSize, s.PageSize = 100, 250
+	return s
+}
+
+// runAll starts a run and drains its messages in-process.
+func runAll(t *testing.T, e *Engine, spec *Spec, o StartOptions) (string, []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if o.Run == "" {
+		o.Run = RunID(spec.Name, time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC))
+	}
+	res, err := e.Start(ctx, spec, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var dead []string
+	q := &LocalQueue{Engine: e, Workers: 4, Retry: 10 * time.Millisecond, DeadLetters: func(b string) { mu.Lock(); dead = append(dead, b); mu.Unlock() }}
+	if err := q.Run(ctx, res); err != nil {
+		t.Fatal(err)
+	}
+	return o.Run, dead
+}
+
+func TestRunEnrichesEveryActiveAccount(t *testing.T) {
+	dv := newFakeDV(1234, 300)
+	en := &fakeEnricher{fail: map[string]string{}}
+	var failing string
+	for id := range dv.rows {
+		if dv.rows[id]["statecode"] == json.Number("0") {
+			failing = id
+			break
+		}
+	}
+	en.fail[failing] = "no match"
+	st := checkpoint.NewMem()
+	e := testEngine(t, dv, en, st)
+	run, dead := runAll(t, e, smallSpec(t), StartOptions{Trigger: "test"})
+	if len(dead) != 0 {
+		t.Fatalf("dead letters: %v", dead)
+	}
+	status, err := ReadStatus(context.Background(), st, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := status.Summary
+	if sum == nil {
+		t.Fatalf("no summary; manifest %+v", status.Manifest)
+	}
+	if sum.Planned != 1234 || sum.Records != 1234 || sum.Chunks != 13 {
+		t.Errorf("planned %d records %d chunks %d, want 1234/1234/13", sum.Planned, sum.Records, sum.Chunks)
+	}
+	if sum.Outcomes[pipeline.Updated] != 1233 || sum.Outcomes[pipeline.Failed] != 1 {
+		t.Errorf("outcomes %v, want 1233 updated and 1 failed", sum.Outcomes)
+	}
+	if len(sum.Failures) != 1 || sum.Failures[0].ID != failing || !strings.Contains(sum.Failures[0].Reason, "no match") {
+		t.Errorf("failures %+v, want %s with its reason", sum.Failures, failing)
+	}
+	for id, row := range dv.rows {
+		active := row["statecode"] == json.Number("0")
+		want := truth(id)
+		switch {
+		case !active || id == failing:
+			if dv.writes[id] != 0 {
+				t.Errorf("%s (active=%v) written %d times", id, active, dv.writes[id])
+			}
+		case row["numberofemployees"] != want["numberofemployees"] || row["description"] != want["description"]:
+			t.Errorf("%s holds %v/%v, want %v/%v", id, row["numberofemployees"], row["description"], want["numberofemployees"], want["description"])
+		case dv.writes[id] != 1:
+			t.Errorf("%s written %d times, want 1", id, dv.writes[id])
+		}
+		if _, ok := row["ownerid"]; ok {
+			t.Fatalf("%s: ownerid written although not on the allow-list", id)
+		}
+	}
+	if sum.Stats.DroppedFields != 1233 {
+		t.Errorf("dropped fields %d, want 1233 (ownerid on every result)", sum.Stats.DroppedFields)
+	}
+	if act, _ := ActiveRun(context.Background(), st, "nightly-enrichment"); act != "" {
+		t.Errorf("active marker still names %s after completion", act)
+	}
+
+	// A second run finds everything already enriched: nothing is written.
+	before := dv.totalWrites()
+	run2, _ := runAll(t, e, smallSpec(t), StartOptions{Run: "nightly-enrichment-second", Trigger: "test"})
+	s2, _ := ReadStatus(context.Background(), st, run2)
+	if s2.Summary == nil || s2.Summary.Outcomes[pipeline.Unchanged] != 1233 || dv.totalWrites() != before {
+		t.Errorf("second run: %+v writes %d->%d, want 1233 unchanged and no writes", s2.Summary, before, dv.totalWrites())
+	}
+}
+
+func TestStartWhileActiveDoesNothing(t *testing.T) {
+	dv := newFakeDV(300, 0)
+	st := checkpoint.NewMem()
+	e := testEngine(t, dv, &fakeEnricher{}, st)
+	ctx := context.Background()
+	spec := smallSpec(t)
+	first, err := e.Start(ctx, spec, StartOptions{Run: "nightly-enrichment-a", Trigger: "timer"})
+	if err != nil || len(first.Enqueue) == 0 {
+		t.Fatalf("first start: %v %v", first, err)
+	}
+	// The same occurrence fired twice, and the next tick while the run is active.
+	for _, run := range []string{"nightly-enrichment-a", "nightly-enrichment-b"} {
+		res, err := e.Start(ctx, spec, StartOptions{Run: run, Trigger: "timer"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Enqueue) != 0 {
+			t.Errorf("start %s while a run is active enqueued %d messages: %v", run, len(res.Enqueue), res.Logs)
+		}
+	}
+	if _, err := ReadStatus(ctx, st, "nightly-enrichment-b"); err == nil {
+		t.Error("a second run was created while the first is active")
+	}
+	// Once stale, the next start takes the run over: planning and unfinished chunks are re-enqueued.
+	e.Now = func() time.Time { return time.Now().Add(2 * e.Opt.StaleAfter) }
+	res, err := e.Start(ctx, spec, StartOptions{Run: "nightly-enrichment-c", Trigger: "timer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Enqueue) == 0 || !strings.Contains(strings.Join(res.Logs, " "), "taking it over") {
+		t.Errorf("stale takeover enqueued %d: %v", len(res.Enqueue), res.Logs)
+	}
+}
+
+func TestDoneChunkIsAcknowledgedWithoutCalls(t *testing.T) {
+	dv := newFakeDV(150, 0)
+	en := &fakeEnricher{}
+	st := checkpoint.NewMem()
+	e := testEngine(t, dv, en, st)
+	spec := smallSpec(t)
+	ctx := context.Background()
+	res, err := e.Start(ctx, spec, StartOptions{Run: "nightly-enrichment-x", Trigger: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunkMsg := res.Enqueue[0]
+	if _, err := e.Handle(ctx, []byte(chunkMsg), Delivery{DequeueCount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	calls, writes, gets := en.total(), dv.totalWrites(), dv.gets.Load()
+	// Redelivered (at-least-once): no enrichment, no Dataverse call.
+	out, err := e.Handle(ctx, []byte(chunkMsg), Delivery{DequeueCount: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if en.total() != calls || dv.totalWrites() != writes || dv.gets.Load() != gets {
+		t.Errorf("redelivered done chunk made calls: enrich %d->%d writes %d->%d gets %d->%d", calls, en.total(), writes, dv.totalWrites(), gets, dv.gets.Load())
+	}
+	if !strings.Contains(strings.Join(out.Logs, " "), "already done") {
+		t.Errorf("logs %v", out.Logs)
+	}
+}
+
+func TestResumeDoesNotRepeatCheckpointedEnrichment(t *testing.T) {
+	dv := newFakeDV(100, 0)
+	en := &fakeEnricher{}
+	st := checkpoint.NewMem()
+	e := testEngine(t, dv, en, st)
+	ctx := context.Background()
+	res, err := e.Start(ctx, smallSpec(t), StartOptions{Run: "nightly-enrichment-r", Trigger: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := res.Enqueue[0]
+	// First delivery: enrichment works, every write fails transiently.
+	dv.failAll.Store(true)
+	if _, err := e.Handle(ctx, []byte(msg), Delivery{DequeueCount: 1}); err == nil {
+		t.Fatal("expected a transient error while writes fail")
+	}
+	if en.total() != 100 {
+		t.Fatalf("enrichment calls %d, want 100", en.total())
+	}
+	dv.failAll.Store(false)
+	if _, err := e.Handle(ctx, []byte(msg), Delivery{DequeueCount: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if en.total() != 100 {
+		t.Errorf("enrichment repeated after a checkpoint: %d calls, want 100", en.total())
+	}
+	if dv.totalWrites() != 100 {
+		t.Errorf("writes %d, want 100", dv.totalWrites())
+	}
+}
+
+func TestFinalDeliveryDeadLettersChunkAndRunCompletes(t *testing.T) {
+	dv := newFakeDV(100, 0)
+	st := checkpoint.NewMem()
+	e := testEngine(t, dv, &fakeEnricher{}, st)
+	ctx := context.Background()
+	res, err := e.Start(ctx, smallSpec(t), StartOptions{Run: "nightly-enrichment-d", Trigger: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dv.failAll.Store(true)
+	for d := 1; d <= e.Opt.MaxDequeue; d++ {
+		if _, err := e.Handle(ctx, []byte(res.Enqueue[0]), Delivery{DequeueCount: d}); err == nil {
+			t.Fatalf("delivery %d succeeded while every write fails", d)
+		}
+	}
+	s, err := ReadStatus(ctx, st, "nightly-enrichment-d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Summary == nil || len(s.Summary.DeadLettered) != 1 || s.Summary.Outcomes[pipeline.Failed] != 100 {
+		t.Fatalf("summary %+v, want the chunk dead-lettered and its 100 records failed", s.Summary)
+	}
+}
+
+func TestBadMessagesAreDeadLettered(t *testing.T) {
+	e := testEngine(t, newFakeDV(1, 0), &fakeEnricher{}, checkpoint.NewMem())
+	cases := map[string]string{
+		"plain text":    "hello world",
+		"wrong version": `{"v":2,"kind":"chunk","job":"nightly-enrichment","run":"r","ids":["00000000-0000-0000-0000-000000000001"]}`,
+		"unknown kind":  `{"v":1,"kind":"explode","job":"nightly-enrichment"}`,
+		"unknown job":   `{"v":1,"kind":"start","job":"no-such-job"}`,
+		"bad guid":      `{"v":1,"kind":"chunk","job":"nightly-enrichment","run":"r","ids":["urn:uuid:00000000-0000-0000-0000-000000000001"]}`,
+		"unknown field": `{"v":1,"kind":"start","job":"nightly-enrichment","drop":"table"}`,
+		"oversized":     `{"v":1,"kind":"start","job":"nightly-enrichment","run":"` + strings.Repeat("a", 70000) + `"}`,
+	}
+	for name, body := range cases {
+		t.Run(name, func(t *testing.T) {
+			res, err := e.Handle(context.Background(), []byte(body), Delivery{DequeueCount: 1, MessageID: "m1"})
+			if err != nil {
+				t.Fatalf("bad message returned an error (would be retried): %v", err)
+			}
+			if len(res.DeadLetter) != 1 || len(res.Enqueue) != 0 {
+				t.Fatalf("got %+v, want exactly one dead letter", res)
+			}
+			var dl DeadLetter
+			if err := json.Unmarshal([]byte(res.DeadLetter[0]), &dl); err != nil || dl.Reason == "" {
+				t.Fatalf("dead letter %q: %v", res.DeadLetter[0], err)
+			}
+		})
+	}
+}
+
+func TestChunkMessageFitsQueue(t *testing.T) {
+	ids := make([]string, MaxChunkSize)
+	for i := range ids {
+		ids[i] = "ffffffff-ffff-4fff-bfff-ffffffffffff"[:24] + strings.Repeat("f", 12)
+	}
+	m := Message{Kind: KindChunk, Job: strings.Repeat("j", 63), Run: strings.Repeat("r", 121), Seq: 999999, IDs: ids}
+	if _, err := m.Encode(); err != nil {
+		t.Fatalf("largest chunk does not fit: %v", err)
+	}
+}

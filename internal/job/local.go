@@ -1,0 +1,140 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"dvbulk/internal/checkpoint"
+)
+
+// Resume continues a run now, whatever its staleness: planning goes on from its cursor and every
+// unfinished, unowned chunk is enqueued again. The console uses it to pick up an interrupted run.
+func (e *Engine) Resume(ctx context.Context, run string) (Result, error) {
+	man, _, err := load[Manifest](ctx, e.Store, manifestName(run))
+	if errors.Is(err, checkpoint.ErrNotFound) {
+		return Result{}, fmt.Errorf("%w: %s", ErrNoRun, run)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	if man.State == RunDone {
+		return Result{Logs: []string{"run " + run + " is already done"}}, nil
+	}
+	return e.resume(ctx, man)
+}
+
+// LocalQueue runs queue messages in-process with the host's semantics that matter here: several
+// messages at once, a failed message retried (after a pause) until maxDequeue deliveries, then
+// dead-lettered. The console's run command drives the engine with it.
+type LocalQueue struct {
+	Engine  *Engine
+	Workers int           // messages processed at once (default 8)
+	Retry   time.Duration // pause before a failed message is delivered again (default 2s)
+	// Invocation bounds one message's processing, like the host's functionTimeout (default 10m).
+	Invocation time.Duration
+	// DeadLetters receives dead-lettered bodies and poisoned messages.
+	DeadLetters func(body string)
+}
+
+type localMsg struct {
+	body    string
+	dequeue int
+}
+
+// Run processes the messages of first and everything they enqueue, until none are left.
+func (q *LocalQueue) Run(ctx context.Context, first Result) error {
+	workers := q.Workers
+	if workers <= 0 {
+		workers = 8
+	}
+	retry := q.Retry
+	if retry <= 0 {
+		retry = 2 * time.Second
+	}
+	invocation := q.Invocation
+	if invocation <= 0 {
+		invocation = 10 * time.Minute
+	}
+	var (
+		mu      sync.Mutex
+		cond    = sync.NewCond(&mu)
+		pending []localMsg
+		busy    int
+		waiting int // messages sleeping before a retry
+	)
+	dead := func(body string) {
+		if q.DeadLetters != nil {
+			q.DeadLetters(body)
+		}
+	}
+	for _, d := range first.DeadLetter {
+		dead(d)
+	}
+	for _, b := range first.Enqueue {
+		pending = append(pending, localMsg{body: b})
+	}
+	stop := context.AfterFunc(ctx, func() { mu.Lock(); cond.Broadcast(); mu.Unlock() })
+	defer stop()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				for len(pending) == 0 && (busy > 0 || waiting > 0) && ctx.Err() == nil {
+					cond.Wait()
+				}
+				if len(pending) == 0 || ctx.Err() != nil {
+					cond.Broadcast()
+					mu.Unlock()
+					return
+				}
+				m := pending[0]
+				pending = pending[1:]
+				busy++
+				mu.Unlock()
+
+				m.dequeue++
+				ictx, cancel := context.WithTimeout(ctx, invocation)
+				res, err := q.Engine.Handle(ictx, []byte(m.body), Delivery{DequeueCount: m.dequeue})
+				cancel()
+				for _, d := range res.DeadLetter {
+					dead(d)
+				}
+				var next []localMsg
+				if err == nil {
+					for _, b := range res.Enqueue {
+						next = append(next, localMsg{body: b})
+					}
+				}
+				mu.Lock()
+				busy--
+				pending = append(pending, next...)
+				if err != nil && ctx.Err() == nil {
+					if m.dequeue >= q.Engine.Opt.MaxDequeue {
+						mu.Unlock()
+						dead(m.body)
+						mu.Lock()
+					} else {
+						waiting++
+						time.AfterFunc(retry, func() {
+							mu.Lock()
+							waiting--
+							pending = append(pending, m)
+							cond.Broadcast()
+							mu.Unlock()
+						})
+					}
+				}
+				cond.Broadcast()
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return ctx.Err()
+}

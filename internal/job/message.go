@@ -1,0 +1,191 @@
+package job
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// MessageVersion is the schema version of queue messages this build reads and writes.
+const MessageVersion = 1
+
+// MaxMessageBytes is the Storage queue limit for an encoded message (base64 under the default
+// messageEncoding).
+const MaxMessageBytes = 64 * 1024
+
+// Message kinds.
+const (
+	// KindStart starts an ad-hoc run (dropped on the queue by an operator or a script).
+	KindStart = "start"
+	// KindPlan continues planning a run from a cursor.
+	KindPlan = "plan"
+	// KindChunk asks for one chunk of records to be processed.
+	KindChunk = "chunk"
+)
+
+// Message is everything that travels on the chunk queue. Unknown fields are refused so a typo in a
+// hand-written start message is reported, not ignored.
+type Message struct {
+	V    int    `json:"v"`
+	Kind string `json:"kind"`
+	Job  string `json:"job"`
+	Run  string `json:"run,omitempty"`
+
+	// start
+	DryRun  bool   `json:"dryRun,omitempty"`
+	RerunOf string `json:"rerunOf,omitempty"` // re-run only the failed records of this run
+
+	// plan
+	Cursor string `json:"cursor,omitempty"` // @odata.nextLink to continue from; "" = the first page
+
+	// plan (next sequence number) and chunk (its sequence number)
+	Seq int `json:"seq,omitempty"`
+
+	// chunk
+	IDs []string `json:"ids,omitempty"`
+}
+
+// BadMessageError explains why a message can never be processed; such a message is dead-lettered at
+// once rather than retried.
+type BadMessageError struct{ Reason string }
+
+func (e *BadMessageError) Error() string { return "bad message: " + e.Reason }
+
+// IsBadMessage reports whether err means the message itself is unprocessable.
+func IsBadMessage(err error) bool {
+	var b *BadMessageError
+	return errors.As(err, &b)
+}
+
+var runRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,120}$`)
+
+// RunID derives a run id from the job and the scheduled time, so two firings of one schedule
+// occurrence name the same run and cannot start two.
+func RunID(job string, at time.Time) string {
+	return job + "-" + strings.ToLower(at.UTC().Format("20060102T150405Z"))
+}
+
+// DecodeMessage parses and validates a queue message body.
+func DecodeMessage(body []byte) (*Message, error) {
+	bad := func(format string, a ...any) error { return &BadMessageError{Reason: fmt.Sprintf(format, a...)} }
+	if len(body) > MaxMessageBytes {
+		return nil, bad("%d bytes, larger than the %d-byte queue limit", len(body), MaxMessageBytes)
+	}
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 || body[0] != '{' {
+		return nil, bad("not a JSON object (did something enqueue plain text, or base64 twice?)")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var m Message
+	if err := dec.Decode(&m); err != nil {
+		return nil, bad("not valid JSON for a dvbulk message: %v", err)
+	}
+	if dec.More() {
+		return nil, bad("trailing data after the JSON object")
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Validate checks a message's fields.
+func (m *Message) Validate() error {
+	bad := func(format string, a ...any) error { return &BadMessageError{Reason: fmt.Sprintf(format, a...)} }
+	if m.V != MessageVersion {
+		return bad("schema version %d, this build reads version %d", m.V, MessageVersion)
+	}
+	if !jobRE.MatchString(m.Job) {
+		return bad("job %q is not a job name", m.Job)
+	}
+	if m.Run != "" && !runRE.MatchString(m.Run) {
+		return bad("run %q is not a run id", m.Run)
+	}
+	switch m.Kind {
+	case KindStart:
+		if m.RerunOf != "" && !runRE.MatchString(m.RerunOf) {
+			return bad("rerunOf %q is not a run id", m.RerunOf)
+		}
+		if len(m.IDs) > 0 || m.Cursor != "" {
+			return bad("a start message carries no ids or cursor")
+		}
+	case KindPlan:
+		if m.Run == "" {
+			return bad("a plan message needs a run")
+		}
+		if m.Seq < 0 {
+			return bad("seq %d is negative", m.Seq)
+		}
+	case KindChunk:
+		if m.Run == "" {
+			return bad("a chunk message needs a run")
+		}
+		if m.Seq < 0 {
+			return bad("seq %d is negative", m.Seq)
+		}
+		if len(m.IDs) == 0 || len(m.IDs) > MaxChunkSize {
+			return bad("a chunk carries 1-%d ids, got %d", MaxChunkSize, len(m.IDs))
+		}
+		seen := make(map[string]bool, len(m.IDs))
+		for i, id := range m.IDs {
+			if !isGUID(id) || id == "00000000-0000-0000-0000-000000000000" {
+				return bad("ids[%d] %q is not a GUID", i, truncate(id, 60))
+			}
+			id = strings.ToLower(id)
+			if seen[id] {
+				return bad("ids[%d] %s is listed twice", i, id)
+			}
+			seen[id] = true
+			m.IDs[i] = id
+		}
+	default:
+		return bad("kind %q is not start, plan or chunk", m.Kind)
+	}
+	return nil
+}
+
+// Encode renders a message for a queue output binding and checks that it fits the queue once
+// base64-encoded.
+func (m *Message) Encode() (string, error) {
+	m.V = MessageVersion
+	data, err := json.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("job: encode message: %w", err)
+	}
+	if n := base64.StdEncoding.EncodedLen(len(data)); n > MaxMessageBytes {
+		return "", fmt.Errorf("job: message for %s/%d is %d bytes after base64, over the %d-byte queue limit", m.Run, m.Seq, n, MaxMessageBytes)
+	}
+	return string(data), nil
+}
+
+func isGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,359 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/dataverse"
+	"dvbulk/internal/pipeline"
+)
+
+// StartOptions describe a new run.
+type StartOptions struct {
+	Run     string    // explicit run id; default derived from the job and At
+	At      time.Time // scheduled time (timer) or now
+	DryRun  bool
+	RerunOf string // re-run only the failed records of that run
+	Trigger string // timer, queue, cli
+}
+
+// Start begins a run of spec unless one is already active: a second timer tick while a run is in
+// progress changes nothing, and a run that has made no progress for StaleAfter is taken over (its
+// planning is continued and its unfinished chunks re-enqueued). The first planning step runs inline.
+func (e *Engine) Start(ctx context.Context, spec *Spec, o StartOptions) (Result, error) {
+	var res Result
+	if o.Run == "" {
+		o.Run = RunID(spec.Name, o.At)
+	}
+	if !runRE.MatchString(o.Run) {
+		return res, &BadMessageError{Reason: fmt.Sprintf("run id %q is not valid", o.Run)}
+	}
+	for attempt := 0; attempt < 10; attempt++ {
+		act, etag, err := load[Active](ctx, e.Store, activeName(spec.Name))
+		switch {
+		case errors.Is(err, checkpoint.ErrNotFound):
+			_, err = create(ctx, e.Store, activeName(spec.Name), Active{Run: o.Run, Since: e.now().UTC(), Writer: nonce()})
+		case err != nil:
+			return res, fmt.Errorf("%w: read active run: %v", ErrTransient, err)
+		case act.Run == o.Run:
+			err = nil // this very run (a duplicate firing): fall through to the manifest, which decides
+		default:
+			busy, res2, ferr := e.checkActive(ctx, act.Run)
+			if ferr != nil {
+				return res, ferr
+			}
+			if busy {
+				return res2, nil
+			}
+			_, err = save(ctx, e.Store, activeName(spec.Name), Active{Run: o.Run, Since: e.now().UTC(), Writer: nonce()}, etag)
+		}
+		if errors.Is(err, checkpoint.ErrConflict) {
+			continue // another starter moved first: look again
+		}
+		if err != nil {
+			return res, fmt.Errorf("%w: claim active run: %v", ErrTransient, err)
+		}
+		return e.createRun(ctx, spec, o)
+	}
+	return res, fmt.Errorf("%w: active-run marker for %s keeps changing", ErrTransient, spec.Name)
+}
+
+// checkActive decides whether the run marked active still blocks a new one. A finished or missing run
+// does not; a live one does; a stale one is resumed (and still blocks).
+func (e *Engine) checkActive(ctx context.Context, run string) (bool, Result, error) {
+	var res Result
+	man, _, err := load[Manifest](ctx, e.Store, manifestName(run))
+	if errors.Is(err, checkpoint.ErrNotFound) {
+		return false, res, nil
+	}
+	if err != nil {
+		return false, res, fmt.Errorf("%w: read manifest of %s: %v", ErrTransient, run, err)
+	}
+	if man.State == RunDone {
+		return false, res, nil
+	}
+	last := man.Updated
+	if prog, _, perr := load[Progress](ctx, e.Store, progressName(run)); perr == nil && prog.Updated.After(last) {
+		last = prog.Updated
+	}
+	if e.now().Sub(last) < e.Opt.StaleAfter {
+		res.logf("run %s is still active (last progress %s ago); not starting another", run, e.now().Sub(last).Round(time.Second))
+		return true, res, nil
+	}
+	res, err = e.resume(ctx, man)
+	return true, res, err
+}
+
+func (e *Engine) createRun(ctx context.Context, spec *Spec, o StartOptions) (Result, error) {
+	if e.Opt.ChunkSize > 0 {
+		s := *spec
+		s.ChunkSize = e.Opt.ChunkSize
+		spec = &s
+	}
+	now := e.now().UTC()
+	man := Manifest{Run: o.Run, Job: spec.Name, Spec: spec, DryRun: o.DryRun || e.Opt.DryRun, RerunOf: o.RerunOf,
+		Trigger: o.Trigger, State: RunPlanning, Created: now, Updated: now, Writer: nonce()}
+	if _, err := create(ctx, e.Store, manifestName(o.Run), man); err != nil {
+		if errors.Is(err, checkpoint.ErrConflict) {
+			return Result{Logs: []string{fmt.Sprintf("run %s already exists; nothing to start", o.Run)}}, nil
+		}
+		return Result{}, fmt.Errorf("%w: create manifest: %v", ErrTransient, err)
+	}
+	zerolog.Ctx(ctx).Info().Str("run", o.Run).Bool("dry_run", man.DryRun).Str("trigger", o.Trigger).Msg("run started")
+	res, err := e.planStep(ctx, o.Run, "", 0)
+	res.Logs = append([]string{fmt.Sprintf("started run %s of %s", o.Run, spec.Name)}, res.Logs...)
+	return res, err
+}
+
+// planStep reads up to PlanPages pages from cursor, writes a checkpoint per chunk and returns the
+// chunk messages plus, when more pages remain, a plan message to continue. Chunk sequence numbers
+// follow the cursor deterministically, so a redelivered step recreates the same chunks (their
+// checkpoints already exist and are reused) instead of new copies.
+func (e *Engine) planStep(ctx context.Context, run, cursor string, seq int) (Result, error) {
+	var res Result
+	man, _, err := load[Manifest](ctx, e.Store, manifestName(run))
+	if err != nil {
+		return res, fmt.Errorf("%w: read manifest of %s: %v", ErrTransient, run, err)
+	}
+	if man.RerunOf != "" {
+		return e.planRerun(ctx, man)
+	}
+	spec := man.Spec
+	q := dataverse.Query{Table: dvTable(spec), Select: spec.SelectColumns(), Filter: spec.Filter,
+		OrderBy: spec.Table.Key + " asc", PageSize: spec.PageSize}
+	records, done := 0, false
+	deadline, hasDeadline := ctx.Deadline()
+	for pages := 0; ; pages++ {
+		page, err := e.DV.QueryPage(ctx, q, cursor)
+		if err != nil {
+			return Result{}, fmt.Errorf("%w: read page of %s: %v", ErrTransient, spec.Table.EntitySet, err)
+		}
+		for start := 0; start < len(page.Records); start += spec.ChunkSize {
+			part := page.Records[start:min(start+spec.ChunkSize, len(page.Records))]
+			msg, err := e.planChunk(ctx, man, seq, part)
+			if err != nil {
+				return Result{}, err
+			}
+			res.Enqueue = append(res.Enqueue, msg)
+			records += len(part)
+			seq++
+		}
+		cursor = page.NextLink
+		if cursor == "" {
+			done = true
+			break
+		}
+		if pages+1 >= e.Opt.PlanPages || (hasDeadline && time.Until(deadline) < e.Opt.YieldMargin) {
+			break
+		}
+	}
+	if _, err := modify(ctx, e.Store, manifestName(run), func(m *Manifest) (*Manifest, error) {
+		if m == nil || seq <= m.NextSeq && !(done && !m.PlanningDone) {
+			return nil, errNoChange // a redelivered step: already recorded
+		}
+		if seq > m.NextSeq {
+			m.PlannedRecords += records
+			m.NextSeq = seq
+		}
+		m.Cursor = cursor
+		m.PlanningDone = done
+		if done {
+			m.State = RunProcessing
+			m.Cursor = ""
+		}
+		m.Updated = e.now().UTC()
+		m.Writer = nonce()
+		return m, nil
+	}); err != nil {
+		return Result{}, fmt.Errorf("%w: %v", ErrTransient, err)
+	}
+	if !done {
+		next := Message{Kind: KindPlan, Job: man.Job, Run: run, Cursor: cursor, Seq: seq}
+		s, err := next.Encode()
+		if err != nil {
+			return Result{}, err
+		}
+		res.Enqueue = append(res.Enqueue, s)
+	}
+	res.logf("planned %d records in %d chunks (through chunk %d); planning %s", records, len(res.Enqueue)-boolInt(!done), seq, map[bool]string{true: "complete", false: "continues"}[done])
+	if done {
+		if err := e.tryComplete(ctx, run); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// planChunk writes one chunk's checkpoint (if it does not exist yet) and returns its message.
+func (e *Engine) planChunk(ctx context.Context, man *Manifest, seq int, rows []dataverse.Record) (string, error) {
+	ch := Chunk{Run: man.Run, Seq: seq, State: ChunkPending, Updated: e.now().UTC(), Writer: nonce()}
+	for _, row := range rows {
+		rec, err := toRecord(man.Spec, row)
+		if err != nil {
+			return "", err
+		}
+		ch.Records = append(ch.Records, rec)
+	}
+	ids := chunkIDs(&ch)
+	if _, err := create(ctx, e.Store, chunkName(man.Run, seq), ch); err != nil {
+		if !errors.Is(err, checkpoint.ErrConflict) {
+			return "", fmt.Errorf("%w: write chunk %d: %v", ErrTransient, seq, err)
+		}
+		// Planned before (a redelivered step): the existing checkpoint is authoritative.
+		old, _, lerr := load[Chunk](ctx, e.Store, chunkName(man.Run, seq))
+		if lerr != nil {
+			return "", fmt.Errorf("%w: read chunk %d: %v", ErrTransient, seq, lerr)
+		}
+		ids = chunkIDs(old)
+	}
+	m := Message{Kind: KindChunk, Job: man.Job, Run: man.Run, Seq: seq, IDs: ids}
+	return m.Encode()
+}
+
+func chunkIDs(ch *Chunk) []string {
+	ids := make([]string, len(ch.Records))
+	for i, r := range ch.Records {
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+// toRecord turns a row into a chunk record with normalized current values.
+func toRecord(spec *Spec, row dataverse.Record) (Record, error) {
+	rawID, _ := row[spec.Table.Key].(string)
+	id, err := dataverse.ParseID(rawID)
+	if err != nil {
+		return Record{}, fmt.Errorf("%w: row without a valid %s: %v", ErrTransient, spec.Table.Key, err)
+	}
+	rec := Record{ID: id, Current: map[string]any{}}
+	if etag, ok := row["@odata.etag"].(string); ok {
+		rec.ETag = etag
+	}
+	for _, col := range spec.SelectColumns() {
+		if col == spec.Table.Key {
+			continue
+		}
+		v := row[col]
+		if n, err := pipeline.Normalize(spec.Columns[col], v); err == nil {
+			v = n
+		}
+		rec.Current[col] = v
+	}
+	return rec, nil
+}
+
+func dvTable(s *Spec) dataverse.Table {
+	return dataverse.Table{EntitySet: s.Table.EntitySet, LogicalName: s.Table.LogicalName, Key: s.Table.Key}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// resume takes over a stale run: planning continues from the recorded cursor and every chunk that is
+// unfinished and unowned is enqueued again (its checkpoint makes the repeat cheap).
+func (e *Engine) resume(ctx context.Context, man *Manifest) (Result, error) {
+	var res Result
+	res.logf("run %s made no progress for %s; taking it over", man.Run, e.Opt.StaleAfter)
+	if !man.PlanningDone {
+		m := Message{Kind: KindPlan, Job: man.Job, Run: man.Run, Cursor: man.Cursor, Seq: man.NextSeq}
+		s, err := m.Encode()
+		if err != nil {
+			return res, err
+		}
+		res.Enqueue = append(res.Enqueue, s)
+	}
+	now := e.now()
+	err := e.Store.List(ctx, chunkPrefix(man.Run), func(name string) error {
+		ch, _, err := load[Chunk](ctx, e.Store, name)
+		if err != nil {
+			return err
+		}
+		if ch.State != ChunkPending || (ch.Owner != "" && now.Before(ch.Lease)) {
+			return nil
+		}
+		if ch.Attempts >= e.Opt.MaxDequeue {
+			// Crashed on every delivery: the host has poisoned its message by now.
+			return e.deadLetterChunk(ctx, man.Run, ch.Seq, "crashed on every delivery ("+fmt.Sprint(ch.Attempts)+" attempts); message poisoned")
+		}
+		m := Message{Kind: KindChunk, Job: man.Job, Run: man.Run, Seq: ch.Seq, IDs: chunkIDs(ch)}
+		s, err := m.Encode()
+		if err != nil {
+			return err
+		}
+		res.Enqueue = append(res.Enqueue, s)
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("%w: sweep chunks of %s: %v", ErrTransient, man.Run, err)
+	}
+	_, err = modify(ctx, e.Store, manifestName(man.Run), func(m *Manifest) (*Manifest, error) {
+		m.Updated = e.now().UTC()
+		m.Writer = nonce()
+		return m, nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("%w: %v", ErrTransient, err)
+	}
+	res.logf("re-enqueued %d messages for run %s", len(res.Enqueue), man.Run)
+	return res, e.tryComplete(ctx, man.Run)
+}
+
+// planRerun plans a run over the records that failed (or never finished) in an earlier run.
+func (e *Engine) planRerun(ctx context.Context, man *Manifest) (Result, error) {
+	var res Result
+	if man.PlanningDone {
+		return res, nil
+	}
+	var ids []string
+	err := e.Store.List(ctx, chunkPrefix(man.RerunOf), func(name string) error {
+		ch, _, err := load[Chunk](ctx, e.Store, name)
+		if err != nil {
+			return err
+		}
+		for _, r := range ch.Records {
+			if r.Outcome == "" || r.Outcome == pipeline.Failed {
+				ids = append(ids, r.ID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("%w: read chunks of %s: %v", ErrTransient, man.RerunOf, err)
+	}
+	seq, planned := 0, 0
+	for start := 0; start < len(ids); start += man.Spec.ChunkSize {
+		part := ids[start:min(start+man.Spec.ChunkSize, len(ids))]
+		rows, err := e.DV.GetByIDs(ctx, dvTable(man.Spec), part, man.Spec.SelectColumns())
+		if err != nil {
+			return Result{}, fmt.Errorf("%w: read records to re-run: %v", ErrTransient, err)
+		}
+		if len(rows) == 0 {
+			continue // all deleted since
+		}
+		msg, err := e.planChunk(ctx, man, seq, rows)
+		if err != nil {
+			return Result{}, err
+		}
+		res.Enqueue = append(res.Enqueue, msg)
+		planned += len(rows)
+		seq++
+	}
+	if _, err := modify(ctx, e.Store, manifestName(man.Run), func(m *Manifest) (*Manifest, error) {
+		m.NextSeq, m.PlannedRecords, m.PlanningDone, m.State = seq, planned, true, RunProcessing
+		m.Updated, m.Writer = e.now().UTC(), nonce()
+		return m, nil
+	}); err != nil {
+		return Result{}, fmt.Errorf("%w: %v", ErrTransient, err)
+	}
+	res.logf("re-run of %s: %d of %d unfinished records still exist, in %d chunks", man.RerunOf, planned, len(ids), seq)
+	return res, e.tryComplete(ctx, man.Run)
+}

@@ -1,0 +1,93 @@
+package job
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// outcomeOrder is the order outcomes are listed in reports.
+var outcomeOrder = []string{"updated", "would-update", "unchanged", "gone", "skipped", "failed"}
+
+// WriteReport renders a run summary for people. maxFailures bounds the failure lines printed (the
+// JSON form always has them all).
+func WriteReport(w io.Writer, s *Summary, maxFailures int) {
+	kind := "run"
+	if s.DryRun {
+		kind = "dry run"
+	}
+	fmt.Fprintf(w, "%s %s of %s (trigger: %s)\n", strings.ToUpper(kind[:1])+kind[1:], s.Run, s.Job, s.Trigger)
+	fmt.Fprintf(w, "  records     %d planned, %d processed in %d chunks\n", s.Planned, s.Records, s.Chunks)
+	fmt.Fprintf(w, "  duration    %.1fs (%.0f records/s)\n", s.DurationSeconds, s.RecordsPerSecond)
+	fmt.Fprintf(w, "  outcomes   ")
+	for _, o := range sortedOutcomes(s.Outcomes) {
+		fmt.Fprintf(w, " %s=%d", o, s.Outcomes[o])
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  throttling  %d Dataverse 429s, %d retries; %d transform results; %d fields dropped (not on the allow-list)\n",
+		s.Stats.Throttled, s.Stats.Retries, s.Stats.Transformed, s.Stats.DroppedFields)
+	if len(s.DeadLettered) > 0 {
+		fmt.Fprintf(w, "  dead-lettered chunks: %d\n", len(s.DeadLettered))
+		for _, d := range s.DeadLettered {
+			fmt.Fprintf(w, "    chunk %d (%d records): %s\n", d.Seq, d.Records, d.Reason)
+		}
+	}
+	if len(s.Failures) > 0 {
+		fmt.Fprintf(w, "  failed or skipped records: %d\n", len(s.Failures))
+		for i, f := range s.Failures {
+			if i == maxFailures {
+				fmt.Fprintf(w, "    ... %d more (see --json)\n", len(s.Failures)-maxFailures)
+				break
+			}
+			fmt.Fprintf(w, "    %s %-7s %s\n", f.ID, f.Outcome, f.Reason)
+		}
+		if !s.FailuresListed {
+			fmt.Fprintf(w, "    (list capped at %d; every outcome is in the chunk checkpoints)\n", MaxListedFailures)
+		}
+		fmt.Fprintf(w, "  re-run the failed records: dvbulk run --rerun-failed %s\n", s.Run)
+	}
+	if s.DryRun && len(s.Changes) > 0 {
+		fmt.Fprintf(w, "  would change (first %d):\n", min(len(s.Changes), maxFailures))
+		for i, c := range s.Changes {
+			if i == maxFailures {
+				break
+			}
+			fmt.Fprintf(w, "    %s %s\n", c.ID, formatFields(c.Fields))
+		}
+	}
+}
+
+func sortedOutcomes(m map[string]int) []string {
+	var out []string
+	for _, o := range outcomeOrder {
+		if _, ok := m[o]; ok {
+			out = append(out, o)
+		}
+	}
+	var rest []string
+	for o := range m {
+		known := false
+		for _, k := range outcomeOrder {
+			known = known || k == o
+		}
+		if !known {
+			rest = append(rest, o)
+		}
+	}
+	sort.Strings(rest)
+	return append(out, rest...)
+}
+
+func formatFields(f map[string]any) string {
+	keys := make([]string, 0, len(f))
+	for k := range f {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%v", k, f[k])
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,228 @@
+package job
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/bits"
+	"time"
+
+	"dvbulk/internal/checkpoint"
+)
+
+// Run states.
+const (
+	RunPlanning   = "planning"
+	RunProcessing = "processing"
+	RunDone       = "done"
+)
+
+// Chunk states.
+const (
+	ChunkPending      = "pending"
+	ChunkDone         = "done"
+	ChunkDeadLettered = "deadlettered"
+)
+
+// Checkpoint document names. Everything of a run lives under runs/<run>/.
+func activeName(job string) string        { return "jobs/" + job + "/active.json" }
+func manifestName(run string) string      { return "runs/" + run + "/manifest.json" }
+func progressName(run string) string      { return "runs/" + run + "/progress.json" }
+func summaryName(run string) string       { return "runs/" + run + "/summary.json" }
+func chunkPrefix(run string) string       { return "runs/" + run + "/chunks/" }
+func chunkName(run string, seq int) string { return fmt.Sprintf("%s%06d.json", chunkPrefix(run), seq) }
+
+// Active marks the run currently active for a job, so a second timer tick does not start another.
+type Active struct {
+	Run    string    `json:"run"`
+	Since  time.Time `json:"since"`
+	Writer string    `json:"w"`
+}
+
+// Manifest describes a run: its job (a snapshot of the spec), how far planning has got, and its state.
+type Manifest struct {
+	Run     string `json:"run"`
+	Job     string `json:"job"`
+	Spec    *Spec  `json:"spec"`
+	DryRun  bool   `json:"dryRun,omitempty"`
+	RerunOf string `json:"rerunOf,omitempty"`
+	Trigger string `json:"trigger"`
+	State   string `json:"state"`
+
+	Cursor         string `json:"cursor,omitempty"` // where the next planning step starts
+	NextSeq        int    `json:"nextSeq"`          // the next chunk's sequence number
+	PlannedRecords int    `json:"plannedRecords"`
+	PlanningDone   bool   `json:"planningDone"`
+
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
+	Writer  string    `json:"w"`
+}
+
+// Record is one record's state inside a chunk checkpoint.
+type Record struct {
+	ID      string         `json:"id"`
+	ETag    string         `json:"etag,omitempty"`
+	Current map[string]any `json:"cur,omitempty"`
+	// Fields are transform results not yet written: a retry writes them without a second call.
+	Fields  map[string]any `json:"fields,omitempty"`
+	Outcome string         `json:"outcome,omitempty"` // "" while pending
+	Reason  string         `json:"reason,omitempty"`
+	Changed map[string]any `json:"changed,omitempty"` // what was (or, in a dry run, would be) written
+}
+
+// Chunk is the checkpoint of one chunk: its records with their outcomes, and who owns it.
+type Chunk struct {
+	Run      string    `json:"run"`
+	Seq      int       `json:"seq"`
+	State    string    `json:"state"`
+	Owner    string    `json:"owner,omitempty"`
+	Lease    time.Time `json:"lease,omitempty"` // the owner's claim expires then
+	Attempts int       `json:"attempts"`
+	Reason   string    `json:"reason,omitempty"` // why it was dead-lettered
+	Records  []Record  `json:"records"`
+	Stats    Stats     `json:"stats"`
+	Updated  time.Time `json:"updated"`
+	Writer   string    `json:"w"`
+}
+
+// Stats are per-chunk counters that add up into the run summary.
+type Stats struct {
+	Transformed     int   `json:"transformed,omitempty"` // records the transform answered for (enrichment results)
+	DroppedFields   int   `json:"droppedFields,omitempty"`
+	Throttled       int64 `json:"throttled,omitempty"`
+	Retries         int64 `json:"retries,omitempty"`
+	ProcessingMilli int64 `json:"processingMs,omitempty"`
+}
+
+func (s *Stats) add(o Stats) {
+	s.Transformed += o.Transformed
+	s.DroppedFields += o.DroppedFields
+	s.Throttled += o.Throttled
+	s.Retries += o.Retries
+	s.ProcessingMilli += o.ProcessingMilli
+}
+
+// Progress counts finished chunks of a run; each chunk is counted once however often it finishes.
+type Progress struct {
+	Run          string         `json:"run"`
+	DoneBits     []byte         `json:"done"` // bit seq set once chunk seq has finished
+	Chunks       int            `json:"chunks"`
+	Records      int            `json:"records"`
+	Outcomes     map[string]int `json:"outcomes"`
+	DeadLettered []string       `json:"deadLettered,omitempty"`
+	Updated      time.Time      `json:"updated"`
+	Writer       string         `json:"w"`
+}
+
+func (p *Progress) has(seq int) bool {
+	i := seq / 8
+	return i < len(p.DoneBits) && p.DoneBits[i]&(1<<(seq%8)) != 0
+}
+
+func (p *Progress) set(seq int) {
+	for len(p.DoneBits) <= seq/8 {
+		p.DoneBits = append(p.DoneBits, 0)
+	}
+	p.DoneBits[seq/8] |= 1 << (seq % 8)
+}
+
+func (p *Progress) count() int {
+	n := 0
+	for _, b := range p.DoneBits {
+		n += bits.OnesCount8(b)
+	}
+	return n
+}
+
+// nonce returns a fresh writer id. Every document carries one, so identical bytes imply the same
+// writer and the store can resolve an ambiguous write (answer lost, retry sees a conflict).
+func nonce() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// errNoChange lets a mutate function of modify say that nothing needs writing.
+var errNoChange = errors.New("job: no change")
+
+// load reads and decodes a document.
+func load[T any](ctx context.Context, st checkpoint.Store, name string) (*T, checkpoint.ETag, error) {
+	data, etag, err := st.Get(ctx, name)
+	if err != nil {
+		return nil, "", err
+	}
+	v := new(T)
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // column values keep their integer-ness
+	if err := dec.Decode(v); err != nil {
+		return nil, "", fmt.Errorf("job: decode %s: %w", name, err)
+	}
+	return v, etag, nil
+}
+
+// create writes a new document; checkpoint.ErrConflict means it already exists.
+func create(ctx context.Context, st checkpoint.Store, name string, v any) (checkpoint.ETag, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("job: encode %s: %w", name, err)
+	}
+	return st.Create(ctx, name, data)
+}
+
+// save replaces a document if it still has the given ETag.
+func save(ctx context.Context, st checkpoint.Store, name string, v any, match checkpoint.ETag) (checkpoint.ETag, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("job: encode %s: %w", name, err)
+	}
+	return st.Update(ctx, name, data, match)
+}
+
+// modify applies mutate to a document with optimistic concurrency, retrying on conflicts. mutate sees
+// nil when the document does not exist yet (and must then return a new one). Returning errNoChange
+// leaves the document as it is.
+func modify[T any](ctx context.Context, st checkpoint.Store, name string, mutate func(*T) (*T, error)) (*T, error) {
+	for attempt := 0; ; attempt++ {
+		cur, etag, err := load[T](ctx, st, name)
+		if err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
+			return nil, err
+		}
+		next, err := mutate(cur)
+		if errors.Is(err, errNoChange) {
+			return cur, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if cur == nil {
+			_, err = create(ctx, st, name, next)
+		} else {
+			_, err = save(ctx, st, name, next, etag)
+		}
+		if err == nil {
+			return next, nil
+		}
+		if !errors.Is(err, checkpoint.ErrConflict) || attempt >= 50 {
+			return nil, fmt.Errorf("job: update %s: %w", name, err)
+		}
+		if err := sleep(ctx, time.Duration(1+attempt)*5*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

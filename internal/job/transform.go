@@ -1,0 +1,69 @@
+package job
+
+import (
+	"context"
+
+	"dvbulk/internal/enrich"
+	"dvbulk/internal/pipeline"
+)
+
+// enrichTransform asks the enrichment service about records, sending only the job's input columns.
+type enrichTransform struct {
+	client Enricher
+	input  []string
+}
+
+func (t *enrichTransform) Transform(ctx context.Context, items []*pipeline.Item) []pipeline.TransformResult {
+	recs := make([]enrich.Record, len(items))
+	for i, it := range items {
+		in := make(map[string]any, len(t.input))
+		for _, c := range t.input {
+			in[c] = it.Current[c]
+		}
+		recs[i] = enrich.Record{ID: it.ID, Input: in}
+	}
+	out := make([]pipeline.TransformResult, len(items))
+	results, err := t.client.Enrich(ctx, recs)
+	byID := make(map[string]enrich.Result, len(results))
+	for _, r := range results {
+		byID[r.ID] = r
+	}
+	for i, it := range items {
+		r, ok := byID[it.ID]
+		switch {
+		case err != nil:
+			out[i] = pipeline.TransformResult{Err: "enrichment: " + err.Error(), Retryable: true}
+		case !ok:
+			out[i] = pipeline.TransformResult{Err: "enrichment: no result for record", Retryable: true}
+		case r.Err != "":
+			out[i] = pipeline.TransformResult{Err: "enrichment: " + r.Err, Retryable: r.Retryable}
+		default:
+			out[i] = pipeline.TransformResult{Fields: r.Fields}
+		}
+	}
+	return out
+}
+
+// recalcTransform computes new values with the job's compiled expressions.
+type recalcTransform struct{ prog *Program }
+
+func (t *recalcTransform) Transform(_ context.Context, items []*pipeline.Item) []pipeline.TransformResult {
+	out := make([]pipeline.TransformResult, len(items))
+	for i, it := range items {
+		env := make(map[string]any, len(it.Current))
+		for k, v := range it.Current {
+			if n, ok := v.(int64); ok {
+				env[k] = int(n) // expressions are type-checked against int
+			} else {
+				env[k] = v
+			}
+		}
+		fields, err := t.prog.Eval(env)
+		if err != nil {
+			out[i] = pipeline.TransformResult{Err: err.Error()}
+			continue
+		}
+		out[i] = pipeline.TransformResult{Fields: fields}
+	}
+	return out
+}

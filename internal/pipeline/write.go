@@ -1,0 +1,158 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"dvbulk/internal/dataverse"
+)
+
+// writeStage batches changed records and writes each batch with at most WriteWorkers requests in
+// flight. A partial batch is sent once the transform stage has been quiet for Linger, so a slow
+// enrichment service does not hold finished records back.
+func writeStage(ctx context.Context, cfg Config, in <-chan writeReq, report func(Event)) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(cfg.WriteWorkers)
+	var batch []writeReq
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		b := batch
+		batch = nil
+		g.Go(func() error { return writeBatch(ctx, cfg, b, report) })
+	}
+	timer := time.NewTimer(cfg.Linger)
+	defer timer.Stop()
+	for {
+		select {
+		case req, ok := <-in:
+			if !ok {
+				flush()
+				return g.Wait()
+			}
+			batch = append(batch, req)
+			if len(batch) >= cfg.WriteBatch {
+				flush()
+			}
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+			timer.Reset(cfg.Linger)
+		case <-timer.C:
+			flush()
+			timer.Reset(cfg.Linger)
+		case <-ctx.Done():
+			_ = g.Wait()
+			return ctx.Err()
+		}
+	}
+}
+
+func writeBatch(ctx context.Context, cfg Config, batch []writeReq, report func(Event)) error {
+	if cfg.Guard != nil {
+		if err := cfg.Guard(); err != nil {
+			return err
+		}
+	}
+	ups := make([]dataverse.Update, len(batch))
+	byID := make(map[string]writeReq, len(batch))
+	for i, r := range batch {
+		ups[i] = dataverse.Update{ID: r.item.ID, Fields: r.changed}
+		if cfg.UseETag {
+			ups[i].IfMatch = r.item.ETag
+		}
+		byID[r.item.ID] = r
+	}
+	results, err := cfg.Writer.Update(ctx, cfg.Table, ups, cfg.Write)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// The whole call failed transiently (retry budget spent): the records stay pending with their
+		// checkpointed fields, to be written by a later attempt.
+		for _, r := range batch {
+			report(Event{ID: r.item.ID, Retry: true, Reason: "write: " + err.Error()})
+		}
+		return nil
+	}
+	seen := make(map[string]bool, len(results))
+	for _, res := range results {
+		r, ok := byID[res.ID]
+		if !ok || seen[res.ID] {
+			continue
+		}
+		seen[res.ID] = true
+		report(outcomeOf(res, r.changed))
+	}
+	for _, r := range batch {
+		if !seen[r.item.ID] {
+			report(Event{ID: r.item.ID, Retry: true, Reason: "write: no result reported for record"})
+		}
+	}
+	return nil
+}
+
+func outcomeOf(res dataverse.Result, changed map[string]any) Event {
+	switch res.Status {
+	case dataverse.Updated:
+		return Event{ID: res.ID, Outcome: Updated, Changed: changed}
+	case dataverse.Gone:
+		return Event{ID: res.ID, Outcome: Gone, Reason: "record no longer exists; not re-created"}
+	case dataverse.Conflict:
+		return Event{ID: res.ID, Outcome: Skipped, Reason: "changed by someone else since it was read (ETag mismatch); not overwritten"}
+	default:
+		reason := "write failed"
+		if res.Err != nil {
+			reason = "write: " + res.Err.Error()
+		}
+		if res.Err != nil && errors.Is(res.Err, dataverse.ErrUnavailable) {
+			return Event{ID: res.ID, Retry: true, Reason: reason}
+		}
+		return Event{ID: res.ID, Outcome: Failed, Reason: reason}
+	}
+}
+
+// runActions calls a bound action once per record; the action is the write.
+func runActions(ctx context.Context, cfg Config, items []*Item, report func(Event)) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(cfg.WriteWorkers)
+	for _, it := range items {
+		if ctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			if cfg.DryRun {
+				report(Event{ID: it.ID, Outcome: WouldUpdate, Reason: "would call " + cfg.Action})
+				return nil
+			}
+			if cfg.Guard != nil {
+				if err := cfg.Guard(); err != nil {
+					return err
+				}
+			}
+			_, err := cfg.Actor.InvokeAction(ctx, cfg.Table, it.ID, cfg.Action, cfg.Params)
+			switch {
+			case err == nil:
+				report(Event{ID: it.ID, Outcome: Updated})
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case errors.Is(err, dataverse.ErrNotFound):
+				report(Event{ID: it.ID, Outcome: Gone, Reason: "record no longer exists"})
+			case errors.Is(err, dataverse.ErrUnavailable):
+				report(Event{ID: it.ID, Retry: true, Reason: fmt.Sprintf("action %s: %v", cfg.Action, err)})
+			default:
+				report(Event{ID: it.ID, Outcome: Failed, Reason: fmt.Sprintf("action %s: %v", cfg.Action, err)})
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
