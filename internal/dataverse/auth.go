@@ -1,0 +1,72 @@
+package dataverse
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+)
+
+// CredentialFor builds the credential selected by DATAVERSE_AUTH for DATAVERSE_URL:
+//
+//   - "default" or "": azidentity.DefaultAzureCredential (environment, workload identity, managed
+//     identity, Azure CLI ...). The chain reads its own AZURE_* variables from the process.
+//   - "managedidentity": system-assigned, or user-assigned when AZURE_CLIENT_ID is set.
+//   - "clientsecret": AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, all required.
+//   - "none": no credential (nil, nil); refused unless DATAVERSE_URL is loopback.
+//
+// env is how settings are read (os.Getenv in main); errors name the setting, never a value of a secret.
+func CredentialFor(auth, dataverseURL string, env func(string) string) (azcore.TokenCredential, error) {
+	if env == nil {
+		env = func(string) string { return "" }
+	}
+	u, err := parseEnvURL(dataverseURL)
+	if err != nil {
+		return nil, fmt.Errorf("dataverse: DATAVERSE_URL: %w", err)
+	}
+	switch strings.ToLower(strings.TrimSpace(auth)) {
+	case "", "default":
+		cred, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{
+			TenantID: env("AZURE_TENANT_ID"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("dataverse: DATAVERSE_AUTH=default: %w", err)
+		}
+		return cred, nil
+	case "managedidentity":
+		var opts azidentity.ManagedIdentityCredentialOptions
+		if id := env("AZURE_CLIENT_ID"); id != "" {
+			opts.ID = azidentity.ClientID(id)
+		}
+		cred, err := azidentity.NewManagedIdentityCredential(&opts)
+		if err != nil {
+			return nil, fmt.Errorf("dataverse: DATAVERSE_AUTH=managedidentity: %w", err)
+		}
+		return cred, nil
+	case "clientsecret":
+		var missing []string
+		for _, k := range []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"} {
+			if strings.TrimSpace(env(k)) == "" {
+				missing = append(missing, k)
+			}
+		}
+		if len(missing) > 0 {
+			return nil, fmt.Errorf("dataverse: DATAVERSE_AUTH=clientsecret needs %s", strings.Join(missing, ", "))
+		}
+		cred, err := azidentity.NewClientSecretCredential(env("AZURE_TENANT_ID"), env("AZURE_CLIENT_ID"), env("AZURE_CLIENT_SECRET"), nil)
+		if err != nil {
+			// azidentity validates the tenant id format; its message does not contain the secret.
+			return nil, fmt.Errorf("dataverse: DATAVERSE_AUTH=clientsecret: %w", err)
+		}
+		return cred, nil
+	case "none":
+		if !isLoopback(u.Hostname()) {
+			return nil, errors.New("dataverse: DATAVERSE_AUTH=none is refused because DATAVERSE_URL is not a loopback address")
+		}
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("dataverse: DATAVERSE_AUTH=%q: want default, managedidentity, clientsecret or none", truncate(auth, 40))
+	}
+}
