@@ -124,8 +124,10 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq int) (Res
 		return e.planRerun(ctx, man)
 	}
 	spec := man.Spec
+	// Pages hold whole chunks, so chunks are full-sized except the very last.
+	pageSize := max(spec.ChunkSize, spec.PageSize/spec.ChunkSize*spec.ChunkSize)
 	q := dataverse.Query{Table: dvTable(spec), Select: spec.SelectColumns(), Filter: spec.Filter,
-		OrderBy: spec.Table.Key + " asc", PageSize: spec.PageSize}
+		OrderBy: spec.Table.Key + " asc", PageSize: pageSize}
 	records, done := 0, false
 	deadline, hasDeadline := ctx.Deadline()
 	for pages := 0; ; pages++ {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"dvbulk/internal/checkpoint"
 )
@@ -66,4 +67,19 @@ func ActiveRun(ctx context.Context, st checkpoint.Store, job string) (string, er
 		return "", err
 	}
 	return act.Run, nil
+}
+
+// LatestRun returns the most recently created of runs.
+func LatestRun(ctx context.Context, st checkpoint.Store, runs []string) (string, error) {
+	best, bestAt := "", time.Time{}
+	for _, r := range runs {
+		man, _, err := load[Manifest](ctx, st, manifestName(r))
+		if err != nil {
+			return "", err
+		}
+		if best == "" || man.Created.After(bestAt) {
+			best, bestAt = r, man.Created
+		}
+	}
+	return best, nil
 }

@@ -1,0 +1,48 @@
+package enrich
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+type response struct {
+	Results []item `json:"results"`
+}
+
+type item struct {
+	ID     string         `json:"id"`
+	Fields map[string]any `json:"fields"`
+	Error  string         `json:"error"`
+}
+
+// DecodeResponse parses a 200 answer of the enrichment service. Numbers stay json.Number so integers
+// survive; a body that is not the documented shape is an error naming what is wrong.
+func DecodeResponse(data []byte) (*response, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var raw struct {
+		Results []json.RawMessage `json:"results"`
+	}
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("not JSON of the form {\"results\":[...]}: %v", err)
+	}
+	if raw.Results == nil {
+		return nil, errors.New(`no "results" array`)
+	}
+	r := &response{Results: make([]item, 0, len(raw.Results))}
+	for i, msg := range raw.Results {
+		d := json.NewDecoder(bytes.NewReader(msg))
+		d.UseNumber()
+		var it item
+		if err := d.Decode(&it); err != nil {
+			return nil, fmt.Errorf("results[%d]: %v", i, err)
+		}
+		if it.ID == "" {
+			return nil, fmt.Errorf("results[%d]: no id", i)
+		}
+		r.Results = append(r.Results, it)
+	}
+	return r, nil
+}
