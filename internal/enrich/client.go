@@ -56,7 +56,7 @@ type Result struct {
 // Stats counts what the client did.
 type Stats struct {
 	Requests, Records, Throttled, Retries, Failures, UnknownIDs, Duplicates int64
-	PeakInFlight                                                          int64
+	PeakInFlight                                                            int64
 }
 
 // Client calls the enrichment service. It is safe for concurrent use.

@@ -29,11 +29,11 @@ const (
 )
 
 // Checkpoint document names. Everything of a run lives under runs/<run>/.
-func activeName(job string) string        { return "jobs/" + job + "/active.json" }
-func manifestName(run string) string      { return "runs/" + run + "/manifest.json" }
-func progressName(run string) string      { return "runs/" + run + "/progress.json" }
-func summaryName(run string) string       { return "runs/" + run + "/summary.json" }
-func chunkPrefix(run string) string       { return "runs/" + run + "/chunks/" }
+func activeName(job string) string         { return "jobs/" + job + "/active.json" }
+func manifestName(run string) string       { return "runs/" + run + "/manifest.json" }
+func progressName(run string) string       { return "runs/" + run + "/progress.json" }
+func summaryName(run string) string        { return "runs/" + run + "/summary.json" }
+func chunkPrefix(run string) string        { return "runs/" + run + "/chunks/" }
 func chunkName(run string, seq int) string { return fmt.Sprintf("%s%06d.json", chunkPrefix(run), seq) }
 
 // Active marks the run currently active for a job, so a second timer tick does not start another.

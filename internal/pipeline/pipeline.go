@@ -90,7 +90,7 @@ type Config struct {
 
 	Transformer Transformer // enrich / recalculate
 	Writer      Writer
-	Actor       Actor       // action jobs (instead of Transformer and the write stage)
+	Actor       Actor // action jobs (instead of Transformer and the write stage)
 	Action      string
 	Params      map[string]any
 

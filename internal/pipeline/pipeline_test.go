@@ -125,8 +125,8 @@ func TestAllowListAndCompare(t *testing.T) {
 	tr := &fakeTransform{fields: map[string]map[string]any{
 		id(0): {"numberofemployees": 20, "ownerid": "11111111-1111-1111-1111-111111111111", "_parentaccountid_value": "x"},
 		id(1): {"numberofemployees": 10.0, "description": "old"}, // equal after normalization
-		id(2): {"numberofemployees": "many"},                      // wrong type
-		id(3): {"description": "new", "revenue": 5},               // revenue not writable
+		id(2): {"numberofemployees": "many"},                     // wrong type
+		id(3): {"description": "new", "revenue": 5},              // revenue not writable
 	}}
 	w := &fakeWriter{}
 	got, err := collect(t, baseConfig(tr, w), items(4))
