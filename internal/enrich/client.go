@@ -198,9 +198,9 @@ type permanentError struct{ msg string }
 
 func (e *permanentError) Error() string { return e.msg }
 
-// attempt sends one request. It returns the decoded response, or an error with a suggested wait
+// attempt sends one request. It returns the decoded Response, or an error with a suggested wait
 // (Retry-After) for transient failures, or a *permanentError.
-func (c *Client) attempt(ctx context.Context, body []byte, n int) (*response, time.Duration, error) {
+func (c *Client) attempt(ctx context.Context, body []byte, n int) (*Response, time.Duration, error) {
 	if err := c.waitPause(ctx); err != nil {
 		return nil, 0, err
 	}
@@ -241,10 +241,10 @@ func (c *Client) attempt(ctx context.Context, body []byte, n int) (*response, ti
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return nil, 0, fmt.Errorf("read response: %v", err)
+		return nil, 0, fmt.Errorf("read Response: %v", err)
 	}
 	if len(data) > maxBody {
-		return nil, 0, &permanentError{msg: fmt.Sprintf("response larger than %d bytes", maxBody)}
+		return nil, 0, &permanentError{msg: fmt.Sprintf("Response larger than %d bytes", maxBody)}
 	}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
@@ -261,14 +261,14 @@ func (c *Client) attempt(ctx context.Context, body []byte, n int) (*response, ti
 	}
 	r, err := DecodeResponse(data)
 	if err != nil {
-		return nil, 0, fmt.Errorf("malformed enrichment response: %v", err)
+		return nil, 0, fmt.Errorf("malformed enrichment Response: %v", err)
 	}
 	return r, 0, nil
 }
 
 // match maps results back to records by id: a missing result or an "error" is a per-record failure,
 // results for ids not asked about are ignored and counted.
-func (c *Client) match(recs []Record, r *response) []Result {
+func (c *Client) match(recs []Record, r *Response) []Result {
 	asked := make(map[string]int, len(recs))
 	for i, rec := range recs {
 		asked[rec.ID] = i

@@ -7,11 +7,13 @@ import (
 	"fmt"
 )
 
-type response struct {
-	Results []item `json:"results"`
+// Response is a decoded answer of the enrichment service.
+type Response struct {
+	Results []Item `json:"results"`
 }
 
-type item struct {
+// Item is one record's answer.
+type Item struct {
 	ID     string         `json:"id"`
 	Fields map[string]any `json:"fields"`
 	Error  string         `json:"error"`
@@ -19,7 +21,7 @@ type item struct {
 
 // DecodeResponse parses a 200 answer of the enrichment service. Numbers stay json.Number so integers
 // survive; a body that is not the documented shape is an error naming what is wrong.
-func DecodeResponse(data []byte) (*response, error) {
+func DecodeResponse(data []byte) (*Response, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var raw struct {
@@ -31,11 +33,11 @@ func DecodeResponse(data []byte) (*response, error) {
 	if raw.Results == nil {
 		return nil, errors.New(`no "results" array`)
 	}
-	r := &response{Results: make([]item, 0, len(raw.Results))}
+	r := &Response{Results: make([]Item, 0, len(raw.Results))}
 	for i, msg := range raw.Results {
 		d := json.NewDecoder(bytes.NewReader(msg))
 		d.UseNumber()
-		var it item
+		var it Item
 		if err := d.Decode(&it); err != nil {
 			return nil, fmt.Errorf("results[%d]: %v", i, err)
 		}
