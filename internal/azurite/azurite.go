@@ -1,0 +1,172 @@
+// Package azurite installs (from package.json / package-lock.json beside this file) and starts the
+// pinned Azurite storage emulator on free loopback ports, for integration tests and the demo.
+package azurite
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Account is Azurite's well-known development account (its key is public, not a secret).
+const (
+	Account = "devstoreaccount1"
+	Key     = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+// Options tune a server.
+type Options struct {
+	Persist string // a directory for --location (data survives Restart); "" = in memory
+}
+
+// Server is a running azurite-blob.
+type Server struct {
+	mu      sync.Mutex
+	bin     string
+	port    int
+	opts    Options
+	cmd     *exec.Cmd
+	done    chan struct{}
+	logFile string
+}
+
+// Dir returns the directory holding package.json, found by walking up to go.mod.
+func Dir() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return filepath.Join(d, "internal", "azurite"), nil
+		}
+		if filepath.Dir(d) == d {
+			return "", errors.New("azurite: go.mod not found above " + wd)
+		}
+	}
+}
+
+// Binary returns the installed azurite-blob, or an error saying how to install it.
+func Binary() (string, error) {
+	dir, err := Dir()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "node_modules", ".bin", "azurite-blob")
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("azurite: not installed (run `make azurite` or `npm ci` in %s)", dir)
+	}
+	return bin, nil
+}
+
+// Start launches Azurite for a test and stops it in t.Cleanup. Without Azurite installed the test is
+// skipped, except in CI (env CI set), where that is a failure.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	s := &Server{bin: bin, opts: opts, logFile: filepath.Join(t.TempDir(), "azurite.log")}
+	if err := s.launch(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Launch starts Azurite outside a test (the demo); call Stop when done.
+func Launch(opts Options) (*Server, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{bin: bin, opts: opts, logFile: os.DevNull}
+	return s, s.launch()
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (s *Server) launch() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.port == 0 {
+		p, err := freePort()
+		if err != nil {
+			return err
+		}
+		s.port = p
+	}
+	args := []string{"--blobHost", "127.0.0.1", "--blobPort", strconv.Itoa(s.port),
+		"--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"}
+	if s.opts.Persist != "" {
+		args = append(args, "--location", s.opts.Persist)
+	} else {
+		args = append(args, "--inMemoryPersistence")
+	}
+	cmd := exec.Command(s.bin, args...)
+	if f, err := os.OpenFile(s.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+		cmd.Stdout, cmd.Stderr = f, f
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("azurite: start: %w", err)
+	}
+	s.cmd, s.done = cmd, make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(s.done)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", s.addr(), 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-s.done:
+			return fmt.Errorf("azurite: exited during start (log: %s)", s.logFile)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	_ = cmd.Process.Kill()
+	return errors.New("azurite: did not answer within 30s")
+}
+
+func (s *Server) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+
+// ConnectionString is a full connection string for the running server.
+func (s *Server) ConnectionString() string {
+	return fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;BlobEndpoint=http://%s/%s;", Account, Key, s.addr(), Account)
+}
+
+// Stop kills the server and waits for it.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	s.cmd = nil
+}
+
+// Restart stops the server and starts it again on the same port (with Persist, data survives).
+func (s *Server) Restart() error {
+	s.Stop()
+	return s.launch()
+}
