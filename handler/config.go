@@ -66,6 +66,7 @@ var settings = []setting{
 	{"ENRICHMENT_RPS", "0", "enrichment requests per second per instance; 0 = no limit"},
 	{"ENRICHMENT_TIMEOUT", "30s", "timeout of one enrichment request"},
 	{"AzureWebJobsStorage", "", "storage connection for checkpoints; UseDevelopmentStorage=true means Azurite"},
+	{"DVBULK_CHECKPOINT_STORE", "blob", "where the Functions app keeps checkpoints: blob (AzureWebJobsStorage) or dir (DVBULK_CHECKPOINT_DIR, one machine only)"},
 	{"DVBULK_CHECKPOINT_CONTAINER", "dvbulk-checkpoints", "blob container that holds checkpoints"},
 	{"DVBULK_CHECKPOINT_DIR", ".dvbulk", "local checkpoint directory for the console (run/status --store dir)"},
 	{"DVBULK_JOB", "nightly-enrichment", "built-in job name or path to a job .json file"},

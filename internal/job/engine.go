@@ -121,7 +121,11 @@ func (e *Engine) Handle(ctx context.Context, body []byte, d Delivery) (Result, e
 	if err != nil {
 		return e.deadLetter(body, d, err), nil
 	}
-	log := e.Log.With().Str("run", m.Run).Str("job", m.Job).Str("kind", m.Kind).Logger()
+	base := e.Log
+	if l := zerolog.Ctx(ctx); l.GetLevel() != zerolog.Disabled {
+		base = *l // the invocation's logger: keeps invocation_id and function
+	}
+	log := base.With().Str("run", m.Run).Str("job", m.Job).Str("kind", m.Kind).Logger()
 	ctx = log.WithContext(ctx)
 	var res Result
 	switch m.Kind {

@@ -1,0 +1,22 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+func cmdDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "dvbulk demo: not built yet")
+	return 1
+}
+
+func cmdBench(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "dvbulk bench: not built yet")
+	return 1
+}
+
+func cmdSimulate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "dvbulk simulate: not built yet")
+	return 1
+}

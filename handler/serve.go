@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// functions is what the server dispatches to: the app, or a fake in tests.
+type functions interface {
+	EnrichTimer(ctx context.Context, inv *Invocation, t TimerInfo) (Result, error)
+	ChunkQueue(ctx context.Context, inv *Invocation, m QueueMessage) (Result, error)
+}
+
+// Trigger binding names, exactly as in the function.json files.
+const (
+	bindTimer   = "timer"
+	bindMessage = "message"
+	maxBody     = 4 << 20 // a queue message is at most 64 KiB; a timer payload is tiny
+)
+
+// hostSettings are the host.json values the handler itself needs.
+type hostSettings struct {
+	FunctionTimeout time.Duration
+	MaxDequeueCount int
+}
+
+// readHostJSON reads host.json from the app root (FUNCTIONS_APP_ROOT_PATH, else the working
+// directory). Missing values take the host's defaults.
+func readHostJSON(getenv func(string) string) hostSettings {
+	hs := hostSettings{FunctionTimeout: 10 * time.Minute, MaxDequeueCount: 5}
+	root := getenv("FUNCTIONS_APP_ROOT_PATH")
+	if root == "" {
+		root, _ = os.Getwd()
+	}
+	data, err := os.ReadFile(filepath.Join(root, "host.json"))
+	if err != nil {
+		return hs
+	}
+	var h struct {
+		FunctionTimeout string
+		Extensions      struct {
+			Queues struct{ MaxDequeueCount int }
+		}
+	}
+	if json.Unmarshal(data, &h) != nil {
+		return hs
+	}
+	if d, ok := parseTimeSpan(h.FunctionTimeout); ok {
+		hs.FunctionTimeout = d
+	}
+	if h.Extensions.Queues.MaxDequeueCount > 0 {
+		hs.MaxDequeueCount = h.Extensions.Queues.MaxDequeueCount
+	}
+	return hs
+}
+
+// parseTimeSpan reads a .NET TimeSpan "hh:mm:ss" (or "d.hh:mm:ss"); "-1" means unbounded.
+func parseTimeSpan(s string) (time.Duration, bool) {
+	if s == "-1" {
+		return 24 * time.Hour, true
+	}
+	days := 0
+	if d, rest, ok := strings.Cut(s, "."); ok && !strings.Contains(d, ":") {
+		if _, err := fmt.Sscanf(d, "%d", &days); err != nil {
+			return 0, false
+		}
+		s = rest
+	}
+	var h, m, sec int
+	if n, err := fmt.Sscanf(s, "%d:%d:%d", &h, &m, &sec); err != nil || n != 3 {
+		return 0, false
+	}
+	return time.Duration(days*24+h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(sec)*time.Second, true
+}
+
+// server serves the custom-handler protocol.
+type server struct {
+	fns     functions
+	log     zerolog.Logger
+	timeout time.Duration // functionTimeout: each invocation must be done before it
+
+	base    context.Context // cancelled on shutdown so in-flight work checkpoints and returns
+	cancel  context.CancelFunc
+	running sync.WaitGroup
+}
+
+func newServer(fns functions, log zerolog.Logger, functionTimeout time.Duration) *server {
+	s := &server{fns: fns, log: log, timeout: functionTimeout}
+	s.base, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+func (s *server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		writeBody(w, http.StatusOK, []byte(`{"status":"ready"}`+"\n"))
+	})
+	mux.HandleFunc("POST /EnrichTimer", s.invoke("EnrichTimer", func(ctx context.Context, inv *Invocation, req *invokeRequest) (Result, error) {
+		t, err := decodeTimer(req, bindTimer)
+		if err != nil {
+			return Result{}, err
+		}
+		return s.fns.EnrichTimer(ctx, inv, t)
+	}))
+	mux.HandleFunc("POST /ChunkQueue", s.invoke("ChunkQueue", func(ctx context.Context, inv *Invocation, req *invokeRequest) (Result, error) {
+		m, err := decodeQueue(req, bindMessage)
+		if err != nil {
+			return Result{}, err
+		}
+		inv.Log = inv.Log.With().Str("message_id", m.ID).Int("dequeue_count", m.DequeueCount).Logger()
+		return s.fns.ChunkQueue(zerolog.Ctx(ctx).With().Str("message_id", m.ID).Logger().WithContext(ctx), inv, m)
+	}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeBody(w, http.StatusNotFound, encodeResponse(Result{Logs: []string{"no function at " + r.URL.Path}}))
+	})
+	return mux
+}
+
+// invocationDeadline leaves a margin inside functionTimeout for the final checkpoint and the answer.
+func (s *server) invocationDeadline(now time.Time) time.Time {
+	margin := max(s.timeout/10, 5*time.Second)
+	margin = min(margin, 60*time.Second)
+	if margin >= s.timeout {
+		margin = s.timeout / 2
+	}
+	return now.Add(s.timeout - margin)
+}
+
+func (s *server) invoke(name string, call func(context.Context, *Invocation, *invokeRequest) (Result, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.running.Add(1)
+		defer s.running.Done()
+		id := r.Header.Get("X-Azure-Functions-InvocationId")
+		log := s.log.With().Str("invocation_id", id).Str("function", name).Logger()
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+		if err == nil && len(body) > maxBody {
+			err = fmt.Errorf("%w: body larger than %d bytes", errBadInvocation, maxBody)
+		}
+		var req *invokeRequest
+		if err == nil {
+			req, err = decodeRequest(body)
+		}
+		if err != nil {
+			log.Error().Err(err).Msg("invocation rejected")
+			writeBody(w, statusOf(err), encodeResponse(Result{Logs: []string{err.Error()}}))
+			return
+		}
+		inv := &Invocation{ID: id, Function: name, Deadline: s.invocationDeadline(time.Now()), Log: log}
+		ctx, cancel := context.WithDeadline(s.base, inv.Deadline)
+		defer cancel()
+		stop := context.AfterFunc(r.Context(), cancel) // the host gave up on us
+		defer stop()
+		ctx = log.WithContext(ctx)
+		started := time.Now()
+		res, err := call(ctx, inv, req)
+		status := statusOf(err)
+		ev := log.Info()
+		if err != nil {
+			ev = log.Warn().Err(err)
+			res.Logs = append(res.Logs, "failed: "+err.Error())
+		}
+		ev.Int("status", status).Dur("took", time.Since(started)).Int("outputs", countOutputs(res)).Msg("invocation done")
+		writeBody(w, status, encodeResponse(res))
+	}
+}
+
+// statusOf is the one place errors become HTTP statuses. A non-2xx makes the host fail the
+// invocation: a queue message is then redelivered (and poisoned after maxDequeueCount).
+func statusOf(err error) int {
+	switch {
+	case err == nil:
+		return http.StatusOK
+	case errors.Is(err, errBadInvocation):
+		return http.StatusBadRequest
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+func countOutputs(r Result) int {
+	n := 0
+	for _, v := range r.Outputs {
+		n += len(v)
+	}
+	return n
+}
+
+func writeBody(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// serve answers the host until ctx ends (SIGTERM), then cancels in-flight invocations so they
+// checkpoint, waits for them (bounded) and returns.
+func (s *server) serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 30 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Info().Msg("shutting down: checkpointing in-flight invocations")
+	s.cancel()
+	done := make(chan struct{})
+	go func() { s.running.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		s.log.Warn().Msg("in-flight invocations did not finish within 30s")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
