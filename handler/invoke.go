@@ -46,10 +46,10 @@ type ScheduleStatus struct {
 
 // QueueMessage is the queue trigger's payload.
 type QueueMessage struct {
-	Body         []byte
-	ID           string // "" when a message property shadowed Metadata.Id
-	PopReceipt   string
-	DequeueCount int
+	Body                                           []byte
+	ID                                             string // "" when a message property shadowed Metadata.Id
+	PopReceipt                                     string
+	DequeueCount                                   int
 	InsertionTime, ExpirationTime, NextVisibleTime time.Time
 }
 

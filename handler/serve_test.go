@@ -223,7 +223,9 @@ type funcs struct {
 	queue func(context.Context) (Result, error)
 }
 
-func (f funcs) EnrichTimer(context.Context, *Invocation, TimerInfo) (Result, error) { return Result{}, nil }
+func (f funcs) EnrichTimer(context.Context, *Invocation, TimerInfo) (Result, error) {
+	return Result{}, nil
+}
 func (f funcs) ChunkQueue(ctx context.Context, _ *Invocation, _ QueueMessage) (Result, error) {
 	return f.queue(ctx)
 }

@@ -42,7 +42,9 @@ func NewDir(path string) (*Dir, error) {
 // Root returns the directory.
 func (d *Dir) Root() string { return d.root }
 
-func (d *Dir) path(name string) string { return filepath.Join(d.root, "data", filepath.FromSlash(name)) }
+func (d *Dir) path(name string) string {
+	return filepath.Join(d.root, "data", filepath.FromSlash(name))
+}
 
 // lock holds an exclusive lock across processes for the duration of fn. One lock for the whole store
 // keeps it simple; checkpoint writes are small and infrequent.

@@ -198,7 +198,7 @@ type permanentError struct{ msg string }
 
 func (e *permanentError) Error() string { return e.msg }
 
-// attempt sends one request. It returns the decoded Response, or an error with a suggested wait
+// attempt sends one request. It returns the decoded response, or an error with a suggested wait
 // (Retry-After) for transient failures, or a *permanentError.
 func (c *Client) attempt(ctx context.Context, body []byte, n int) (*Response, time.Duration, error) {
 	if err := c.waitPause(ctx); err != nil {
@@ -241,10 +241,10 @@ func (c *Client) attempt(ctx context.Context, body []byte, n int) (*Response, ti
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return nil, 0, fmt.Errorf("read Response: %v", err)
+		return nil, 0, fmt.Errorf("read response: %v", err)
 	}
 	if len(data) > maxBody {
-		return nil, 0, &permanentError{msg: fmt.Sprintf("Response larger than %d bytes", maxBody)}
+		return nil, 0, &permanentError{msg: fmt.Sprintf("response larger than %d bytes", maxBody)}
 	}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:

@@ -186,7 +186,9 @@ func TestAPIKeySentAndNeverLogged(t *testing.T) {
 	if res[0].Err != "" {
 		t.Fatalf("with the key: %s", res[0].Err)
 	}
-	bad := newClient(t, url, func(c *enrich.Config) { c.APIKey, c.APIKeyHeader, c.Logger = "wrong-"+key, "x-company-key", zerolog.New(&logs) })
+	bad := newClient(t, url, func(c *enrich.Config) {
+		c.APIKey, c.APIKeyHeader, c.Logger = "wrong-"+key, "x-company-key", zerolog.New(&logs)
+	})
 	res, _ = bad.Enrich(context.Background(), ids(1))
 	if !strings.Contains(res[0].Err, "401") {
 		t.Errorf("wrong key: %+v", res[0])

@@ -118,7 +118,9 @@ func (s *Sim) Start() (string, func()) {
 	return "http://" + ln.Addr().String() + "/enrich", func() { _ = srv.Close() }
 }
 
-func (s *Sim) scaled(d time.Duration) time.Duration { return time.Duration(float64(d) / s.cfg.TimeScale) }
+func (s *Sim) scaled(d time.Duration) time.Duration {
+	return time.Duration(float64(d) / s.cfg.TimeScale)
+}
 
 // Handler serves POST /enrich.
 func (s *Sim) Handler() http.Handler {
