@@ -30,7 +30,10 @@ func (e *Engine) Resume(ctx context.Context, run string) (Result, error) {
 // messages at once, a failed message retried (after a pause) until maxDequeue deliveries, then
 // dead-lettered. The console's run command drives the engine with it.
 type LocalQueue struct {
-	Engine  *Engine
+	Engine *Engine
+	// Engines, when set, stand for several instances sharing the queue (each with its own clients
+	// and throttle state): worker i delivers to Engines[i%len(Engines)].
+	Engines []*Engine
 	Workers int           // messages processed at once (default 8)
 	Retry   time.Duration // pause before a failed message is delivered again (default 2s)
 	// Invocation bounds one message's processing, like the host's functionTimeout (default 10m).
@@ -79,7 +82,13 @@ func (q *LocalQueue) Run(ctx context.Context, first Result) error {
 	stop := context.AfterFunc(ctx, func() { mu.Lock(); cond.Broadcast(); mu.Unlock() })
 	defer stop()
 	var wg sync.WaitGroup
-	for range workers {
+	engines := q.Engines
+	if len(engines) == 0 {
+		engines = []*Engine{q.Engine}
+	}
+	maxDequeue := engines[0].Opt.MaxDequeue
+	for w := range workers {
+		eng := engines[w%len(engines)]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -100,7 +109,7 @@ func (q *LocalQueue) Run(ctx context.Context, first Result) error {
 
 				m.dequeue++
 				ictx, cancel := context.WithTimeout(ctx, invocation)
-				res, err := q.Engine.Handle(ictx, []byte(m.body), Delivery{DequeueCount: m.dequeue})
+				res, err := eng.Handle(ictx, []byte(m.body), Delivery{DequeueCount: m.dequeue})
 				cancel()
 				for _, d := range res.DeadLetter {
 					dead(d)
@@ -115,7 +124,7 @@ func (q *LocalQueue) Run(ctx context.Context, first Result) error {
 				busy--
 				pending = append(pending, next...)
 				if err != nil && ctx.Err() == nil {
-					if m.dequeue >= q.Engine.Opt.MaxDequeue {
+					if m.dequeue >= maxDequeue {
 						mu.Unlock()
 						dead(m.body)
 						mu.Lock()
