@@ -276,3 +276,23 @@ func TestChunkMessageFitsQueue(t *testing.T) {
 		t.Fatalf("largest chunk does not fit: %v", err)
 	}
 }
+
+func FuzzDecodeMessage(f *testing.F) {
+	f.Add([]byte(`{"v":1,"kind":"start","job":"nightly-enrichment","dryRun":true}`))
+	f.Add([]byte(`{"v":1,"kind":"plan","job":"nightly-enrichment","run":"nightly-enrichment-20261123t020000z","cursor":"https://x/api/data/v9.2/accounts?$skiptoken=abc","seq":40}`))
+	f.Add([]byte(`{"v":1,"kind":"chunk","job":"nightly-enrichment","run":"r1","seq":3,"ids":["0000000a-0000-4000-8000-00000000000a"]}`))
+	f.Add([]byte(`{"v":2}`))
+	f.Add([]byte(`hello world`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		m, err := DecodeMessage(body)
+		if err != nil {
+			if !IsBadMessage(err) {
+				t.Fatalf("unclassified error: %v", err)
+			}
+			return
+		}
+		if _, err := m.Encode(); err != nil && len(body) < MaxMessageBytes/2 {
+			t.Fatalf("a valid message does not re-encode: %v", err)
+		}
+	})
+}
