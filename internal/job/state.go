@@ -226,3 +226,14 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// DecodeChunk parses a chunk checkpoint document (for tools and tests that inspect a store).
+func DecodeChunk(data []byte) (*Chunk, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var ch Chunk
+	if err := dec.Decode(&ch); err != nil {
+		return nil, fmt.Errorf("job: decode chunk: %w", err)
+	}
+	return &ch, nil
+}

@@ -1,0 +1,189 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"dvbulk/internal/dvsim"
+	"dvbulk/internal/job"
+)
+
+// checkpointed lists the records whose enrichment result or outcome is in a chunk checkpoint now.
+func (r *rig) checkpointed(ctx context.Context, run string) map[string]bool {
+	r.t.Helper()
+	out := map[string]bool{}
+	err := r.store.List(ctx, "runs/"+run+"/chunks/", func(name string) error {
+		data, _, err := r.store.Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		ch, err := job.DecodeChunk(data)
+		if err != nil {
+			return err
+		}
+		for _, rec := range ch.Records {
+			if rec.Fields != nil || rec.Outcome != "" {
+				out[rec.ID] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return out
+}
+
+// TestKillMidChunk: SIGKILL an instance in the middle of a chunk. The run completes, every account
+// ends correct, no enrichment call is repeated for a record whose result was checkpointed, and the
+// summary adds up.
+func TestKillMidChunk(t *testing.T) {
+	var once sync.Once
+	killed := make(chan struct{})
+	var r *rig
+	r = newRig(t, rigOptions{accounts: 3000, inactive: 100, instances: 2, onLine: func(i int, line string) {
+		if i == 0 && strings.Contains(line, "chunk claimed") {
+			once.Do(func() {
+				go func() {
+					time.Sleep(300 * time.Millisecond) // mid-chunk: enrichment and writes under way
+					_ = r.host.Kill(0)
+					close(killed)
+				}()
+			})
+		}
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = r.host.Run(runCtx) }()
+	at := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
+	if _, err := r.host.FireTimer(ctx, "EnrichTimer", funcemuTimer(at)); err != nil {
+		t.Fatal(err)
+	}
+	run := job.RunID("nightly-enrichment", at)
+	select {
+	case <-killed:
+	case <-ctx.Done():
+		t.Fatal("instance 0 never claimed a chunk")
+	}
+	saved := r.checkpointed(ctx, run)
+	if err := r.host.Restart(0); err != nil {
+		t.Fatal(err)
+	}
+	sum := r.waitSummary(ctx, run)
+	checkCounts(t, sum, 3000)
+	r.checkEnriched()
+	repeated := 0
+	for id := range saved {
+		if n := r.en.CallsByID(id); n > 1 {
+			repeated++
+		}
+	}
+	if repeated > 0 {
+		t.Errorf("%d records checkpointed before the kill were enriched again", repeated)
+	}
+	t.Logf("checkpointed at the kill: %d records; enrichment repeats overall: %d", len(saved), r.en.Counters().DuplicateCalls)
+}
+
+// TestKillRightAfterWrite: SIGKILL every instance with a chunk in flight right after Dataverse
+// applied a write and before the worker heard back or checkpointed. Repeated writes stay within the
+// records in flight at the kill.
+func TestKillRightAfterWrite(t *testing.T) {
+	var r *rig
+	var once sync.Once
+	var inFlightRecords atomic.Int64
+	killed := make(chan struct{})
+	r = newRig(t, rigOptions{accounts: 2000, inactive: 50, instances: 2, dv: func(c *dvsim.Config) {
+		c.OnWrite = func(ids []string) {
+			once.Do(func() {
+				for i := 0; i < 2; i++ {
+					n := 0
+					for _, inv := range r.host.InFlight(i) {
+						if inv.Function == "ChunkQueue" {
+							n++
+						}
+					}
+					if n > 0 {
+						inFlightRecords.Add(int64(n * 200)) // chunk size
+						_ = r.host.Kill(i)
+					}
+				}
+				close(killed)
+			})
+		}
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = r.host.Run(runCtx) }()
+	at := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
+	if _, err := r.host.FireTimer(ctx, "EnrichTimer", funcemuTimer(at)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-killed:
+	case <-ctx.Done():
+		t.Fatal("no write happened")
+	}
+	for i := 0; i < 2; i++ {
+		_ = r.host.Restart(i)
+	}
+	sum := r.waitSummary(ctx, job.RunID("nightly-enrichment", at))
+	checkCounts(t, sum, 2000)
+	r.checkEnriched()
+	c := r.dv.Counters()
+	repeats := 0
+	for i := 0; i < 2000; i++ {
+		if n := c.WritesByID(dvsim.AccountID(i)); n > 1 {
+			repeats += n - 1
+		}
+	}
+	if int64(repeats) > inFlightRecords.Load() {
+		t.Errorf("%d repeated writes, more than the %d records in flight at the kill", repeats, inFlightRecords.Load())
+	}
+	t.Logf("records in flight at the kill: %d; repeated writes: %d", inFlightRecords.Load(), repeats)
+}
+
+// TestDuplicateDelivery: every chunk message is delivered twice, to two instances at once. Each
+// record is enriched once and written at most once.
+func TestDuplicateDelivery(t *testing.T) {
+	r := newRig(t, rigOptions{accounts: 2000, inactive: 50, instances: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	at := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
+	inv, err := r.host.FireTimer(ctx, "EnrichTimer", funcemuTimer(at))
+	if err != nil || inv.Status != 200 {
+		t.Fatalf("timer: %v %+v", err, inv)
+	}
+	msgs := r.host.Messages("dvbulk-chunks")
+	dup := 0
+	for _, m := range msgs {
+		if strings.Contains(m, `"kind":"chunk"`) {
+			r.host.Enqueue("dvbulk-chunks", m, true)
+			dup++
+		}
+	}
+	if dup == 0 {
+		t.Fatal("no chunk messages to duplicate")
+	}
+	go func() { _ = r.host.Run(ctx) }()
+	sum := r.waitSummary(ctx, job.RunID("nightly-enrichment", at))
+	checkCounts(t, sum, 2000)
+	r.checkEnriched()
+	c := r.dv.Counters()
+	for i := 0; i < 2000; i++ {
+		id := dvsim.AccountID(i)
+		if n := c.WritesByID(id); n > 1 {
+			t.Errorf("account %d written %d times", i, n)
+		}
+		if n := r.en.CallsByID(id); n > 1 {
+			t.Errorf("account %d enriched %d times", i, n)
+		}
+	}
+}

@@ -1,0 +1,244 @@
+// Package e2e runs the built handler binary under the host emulator with real Azurite (checkpoints)
+// and the Dataverse and enrichment simulators, and checks the properties the product promises.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"dvbulk/internal/azurite"
+	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/dvsim"
+	"dvbulk/internal/enrich/enrichsim"
+	"dvbulk/internal/funcemu"
+	"dvbulk/internal/job"
+)
+
+var (
+	binary  string // the handler, built once
+	appRoot string // the repository root: host.json and the function folders
+)
+
+func TestMain(m *testing.M) {
+	wd, _ := os.Getwd()
+	appRoot = filepath.Clean(filepath.Join(wd, "..", ".."))
+	dir, err := os.MkdirTemp("", "dvbulk-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "dvbulk")
+	build := exec.Command("go", "build", "-o", binary, "./handler")
+	build.Dir = appRoot
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build handler:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer collects every instance's log output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type rigOptions struct {
+	accounts, inactive int
+	instances          int
+	job                string
+	env                []string
+	lease              time.Duration // queue lease in the emulator (the host's 10 minutes, shortened)
+	dv                 func(*dvsim.Config)
+	onLine             func(instance int, line string)
+}
+
+type rig struct {
+	t     *testing.T
+	opts  rigOptions
+	dv    *dvsim.Sim
+	en    *enrichsim.Sim
+	az    *azurite.Server
+	host  *funcemu.Host
+	store checkpoint.Store
+	logs  *syncBuffer
+	conn  string
+}
+
+const container = "dvbulk-checkpoints"
+
+// preEnriched says which accounts already hold the enrichment (every fifth), so the enrichment
+// changes 80% of them and the rest must not be written.
+func preEnriched(i int) bool { return i%5 == 0 }
+
+func newRig(t *testing.T, o rigOptions) *rig {
+	t.Helper()
+	if o.instances == 0 {
+		o.instances = 2
+	}
+	if o.job == "" {
+		o.job = "nightly-enrichment"
+	}
+	if o.lease == 0 {
+		o.lease = 4 * time.Second
+	}
+	cfg := dvsim.Config{Accounts: o.accounts, InactiveAccounts: o.inactive, Seed: 7, Servers: 2, DOPHint: 16,
+		Init: func(i int, id string, rec map[string]any) {
+			if i < o.accounts && preEnriched(i) {
+				for k, v := range enrichsim.Truth(id) {
+					rec[k] = v
+				}
+			}
+		}}
+	if o.dv != nil {
+		o.dv(&cfg)
+	}
+	r := &rig{t: t, opts: o, dv: dvsim.New(cfg), en: enrichsim.New(enrichsim.Config{TimeScale: 20}), logs: &syncBuffer{}}
+	dvURL, stopDV := r.dv.Start()
+	t.Cleanup(stopDV)
+	enURL, stopEN := r.en.Start()
+	t.Cleanup(stopEN)
+	r.az = azurite.Start(t, azurite.Options{Persist: t.TempDir()})
+	r.conn = r.az.ConnectionString()
+	st, err := checkpoint.NewBlob(context.Background(), checkpoint.BlobConfig{ConnectionString: r.conn, Container: container})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.store = st
+	env := []string{
+		"DATAVERSE_URL=" + dvURL, "DATAVERSE_AUTH=none", "ENRICHMENT_URL=" + enURL,
+		"AzureWebJobsStorage=" + r.conn, "DVBULK_CHECKPOINT_STORE=blob", "DVBULK_CHECKPOINT_CONTAINER=" + container,
+		"DVBULK_JOB=" + o.job, "DVBULK_SCHEDULE=0 0 2 * * *", "ENRICHMENT_BATCH_SIZE=25", "ENRICHMENT_CONCURRENCY=8",
+		"DVBULK_DATAVERSE_CONCURRENCY=8", "DVBULK_LEASE=4s", "DVBULK_FLUSH_INTERVAL=200ms", "DVBULK_LOG_LEVEL=debug",
+		"DVBULK_CHUNK_SIZE=200",
+	}
+	host, err := funcemu.New(funcemu.Options{AppRoot: appRoot, Binary: binary, Instances: o.instances,
+		Env: append(env, o.env...), Output: r.logs, Lease: o.lease, OnLine: o.onLine})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.host = host
+	t.Cleanup(host.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := host.Start(ctx); err != nil {
+		t.Fatalf("start instances: %v\n%s", err, r.logs.String())
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("instance logs (tail):\n%s", tail(r.logs.String(), 60))
+		}
+	})
+	return r
+}
+
+// runTimer fires the timer and drives the queues until the run's summary exists.
+func (r *rig) runTimer(ctx context.Context) *job.Summary {
+	r.t.Helper()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = r.host.Run(runCtx) }()
+	inv, err := r.host.FireTimer(ctx, "EnrichTimer", funcemu.TimerOptions{Next: time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)})
+	if err != nil || inv.Status != 200 {
+		r.t.Fatalf("timer: %v %+v", err, inv)
+	}
+	return r.waitSummary(ctx, job.RunID(r.opts.job, time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)))
+}
+
+func (r *rig) waitSummary(ctx context.Context, run string) *job.Summary {
+	r.t.Helper()
+	for {
+		s, err := job.ReadStatus(ctx, r.store, run)
+		if err == nil && s.Summary != nil {
+			return s.Summary
+		}
+		select {
+		case <-ctx.Done():
+			st := "no status"
+			if s != nil && s.Progress != nil {
+				st = fmt.Sprintf("%d chunks done of %d, outcomes %v", s.Progress.Chunks, s.Manifest.NextSeq, s.Progress.Outcomes)
+			}
+			r.t.Fatalf("run %s did not finish: %v (%s)", run, ctx.Err(), st)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// checkEnriched verifies every account: active ones hold exactly the simulator's enrichment, inactive
+// ones are untouched, nothing was created, and pre-enriched accounts were never written.
+func (r *rig) checkEnriched() {
+	r.t.Helper()
+	c := r.dv.Counters()
+	if c.Creates != 0 {
+		r.t.Errorf("%d records created", c.Creates)
+	}
+	wrong := 0
+	for i := 0; i < r.opts.accounts; i++ {
+		id := dvsim.AccountID(i)
+		row, _ := r.dv.Get(id)
+		for k, v := range enrichsim.Truth(id) {
+			if fmt.Sprint(row[k]) != fmt.Sprint(v) {
+				if wrong < 5 {
+					r.t.Errorf("account %d %s: %s = %v, want %v", i, id, k, row[k], v)
+				}
+				wrong++
+				break
+			}
+		}
+		if preEnriched(i) && c.WritesByID(id) != 0 {
+			r.t.Errorf("account %d already held the enrichment but was written %d times", i, c.WritesByID(id))
+		}
+	}
+	for _, id := range r.dv.IDs(false) {
+		if c.WritesByID(id) != 0 {
+			r.t.Errorf("inactive account %s written", id)
+		}
+	}
+	if wrong > 0 {
+		r.t.Errorf("%d of %d active accounts wrong", wrong, r.opts.accounts)
+	}
+}
+
+func checkCounts(t *testing.T, sum *job.Summary, planned int) {
+	t.Helper()
+	total := 0
+	for _, n := range sum.Outcomes {
+		total += n
+	}
+	if sum.Planned != planned || sum.Records != planned || total != planned {
+		t.Errorf("summary planned %d records %d outcomes add to %d (%v), want %d", sum.Planned, sum.Records, total, sum.Outcomes, planned)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func funcemuTimer(at time.Time) funcemu.TimerOptions { return funcemu.TimerOptions{Next: at} }
