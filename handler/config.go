@@ -20,6 +20,7 @@ type config struct {
 	DVConcurrency  int
 	AffinityCookie bool
 	RequestTimeout time.Duration
+	MaxRetries     int
 
 	EnrichmentURL    string
 	EnrichmentKey    string
@@ -75,6 +76,7 @@ var settings = []setting{
 	{"DVBULK_DRY_RUN", "false", "true: do everything but the writes; the report shows what would change"},
 	{"DVBULK_DATAVERSE_CONCURRENCY", "52", "cap on concurrent Dataverse requests per instance (the x-ms-dop-hint caps it too)"},
 	{"DVBULK_AFFINITY_COOKIE", "false", "true sends the ARRAffinity cookie (pins one web server; slower)"},
+	{"DVBULK_MAX_RETRIES", "8", "retries of one Dataverse request after 5xx, timeouts and resets (429s are waited out separately)"},
 	{"DVBULK_REQUEST_TIMEOUT", "2m", "timeout of one Dataverse request attempt"},
 	{"DVBULK_LEASE", "60s", "chunk ownership lease; renewed by every checkpoint write"},
 	{"DVBULK_STALE_AFTER", "30m", "a run without progress for this long is taken over by the next timer tick"},
@@ -127,6 +129,7 @@ func loadConfig(getenv func(string) string, needDataverse bool) (*config, error)
 		{"ENRICHMENT_CONCURRENCY", &c.EnrichConc, 1, 256},
 		{"DVBULK_CHUNK_SIZE", &c.ChunkSize, 0, job.MaxChunkSize},
 		{"DVBULK_DATAVERSE_CONCURRENCY", &c.DVConcurrency, 1, 1000},
+		{"DVBULK_MAX_RETRIES", &c.MaxRetries, 0, 50},
 		{"DVBULK_PLAN_PAGES", &c.PlanPages, 1, 1000},
 		{"DVBULK_TRANSFORM_WORKERS", &c.TWorkers, 1, 256},
 		{"DVBULK_WRITE_WORKERS", &c.WWorkers, 1, 256},

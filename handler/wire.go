@@ -53,7 +53,7 @@ func newEngine(cfg *config, st checkpoint.Store, getenv func(string) string, log
 		return nil, nil, &settingError{name: "DATAVERSE_AUTH", problem: err.Error()}
 	}
 	dv, err := dataverse.New(dataverse.Config{URL: cfg.DataverseURL, Credential: cred, MaxConcurrency: cfg.DVConcurrency,
-		AffinityCookie: cfg.AffinityCookie, RequestTimeout: cfg.RequestTimeout, Logger: log})
+		AffinityCookie: cfg.AffinityCookie, RequestTimeout: cfg.RequestTimeout, MaxRetries: retries(cfg.MaxRetries), Logger: log})
 	if err != nil {
 		return nil, nil, &settingError{name: "DATAVERSE_URL", problem: err.Error()}
 	}
@@ -83,3 +83,11 @@ func newEngine(cfg *config, st checkpoint.Store, getenv func(string) string, log
 func since(t time.Time) string { return time.Since(t).Round(100 * time.Millisecond).String() }
 
 type store = checkpoint.Store
+
+// retries maps the setting (0 = no retries) to the client's convention (negative = none).
+func retries(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
