@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -73,6 +74,7 @@ type rigOptions struct {
 	env                []string
 	lease              time.Duration // queue lease in the emulator (the host's 10 minutes, shortened)
 	dv                 func(*dvsim.Config)
+	queues             map[string]any // host.json extensions.queues overrides (e.g. a short visibilityTimeout)
 	onLine             func(instance int, line string)
 }
 
@@ -135,7 +137,11 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		"DVBULK_DATAVERSE_CONCURRENCY=8", "DVBULK_LEASE=4s", "DVBULK_FLUSH_INTERVAL=200ms", "DVBULK_LOG_LEVEL=debug",
 		"DVBULK_CHUNK_SIZE=200",
 	}
-	host, err := funcemu.New(funcemu.Options{AppRoot: appRoot, Binary: binary, Instances: o.instances,
+	root := appRoot
+	if o.queues != nil {
+		root = customAppRoot(t, o.queues)
+	}
+	host, err := funcemu.New(funcemu.Options{AppRoot: root, Binary: binary, Instances: o.instances,
 		Env: append(env, o.env...), Output: r.logs, Lease: o.lease, OnLine: o.onLine})
 	if err != nil {
 		t.Fatal(err)
@@ -242,3 +248,36 @@ func tail(s string, n int) string {
 }
 
 func funcemuTimer(at time.Time) funcemu.TimerOptions { return funcemu.TimerOptions{Next: at} }
+
+// customAppRoot copies the function app into a temporary folder with host.json queue settings changed.
+func customAppRoot(t *testing.T, queues map[string]any) string {
+	t.Helper()
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join(appRoot, "host.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var host map[string]any
+	if err := json.Unmarshal(data, &host); err != nil {
+		t.Fatal(err)
+	}
+	q := host["extensions"].(map[string]any)["queues"].(map[string]any)
+	for k, v := range queues {
+		q[k] = v
+	}
+	data, _ = json.MarshalIndent(host, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "host.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, fn := range []string{"EnrichTimer", "ChunkQueue"} {
+		b, err := os.ReadFile(filepath.Join(appRoot, fn, "function.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = os.MkdirAll(filepath.Join(dir, fn), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, fn, "function.json"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}

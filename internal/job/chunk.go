@@ -147,8 +147,7 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 		t0, r0 = e.Throttle()
 	}
 	if err := r.refreshResumed(ctx); err != nil {
-		r.release(ctx)
-		return res, err
+		return r.transientFailure(ctx, m, d, err.Error())
 	}
 	items, index := r.pendingItems()
 	cfg, err := r.pipelineConfig()
@@ -213,9 +212,25 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 	if reason == "" && perr != nil {
 		reason = perr.Error()
 	}
+	return r.transientFailure(ctx, m, d, reason)
+}
+
+// transientFailure ends a delivery that could not finish the chunk. Before the host's last delivery
+// it checkpoints, releases the chunk and fails the invocation so the host redelivers; on the last one
+// it records the chunk as dead-lettered (its unfinished records failed with the reason), so the run
+// still completes and its summary names the chunk, and fails so the host poisons the message.
+func (r *chunkRun) transientFailure(ctx context.Context, m *Message, d Delivery, reason string) (Result, error) {
+	var res Result
+	e := r.e
+	pending := 0
+	r.mu.Lock()
+	for _, rec := range r.ch.Records {
+		if rec.Outcome == "" {
+			pending++
+		}
+	}
+	r.mu.Unlock()
 	if d.DequeueCount >= e.Opt.MaxDequeue {
-		// The host poisons the message after this delivery: record why, so the run still completes
-		// and its summary names the chunk and its unfinished records.
 		if err := r.finish(ctx, ChunkDeadLettered, reason); errors.Is(err, checkpoint.ErrConflict) {
 			return res, nil
 		} else if err != nil {

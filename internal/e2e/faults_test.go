@@ -1,0 +1,235 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"dvbulk/internal/dvsim"
+	"dvbulk/internal/job"
+)
+
+// planOnly fires the timer without delivering its messages, so faults can be set up between planning
+// and processing. It returns the run id.
+func (r *rig) planOnly(ctx context.Context) string {
+	r.t.Helper()
+	at := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
+	inv, err := r.host.FireTimer(ctx, "EnrichTimer", funcemuTimer(at))
+	if err != nil || inv.Status != 200 {
+		r.t.Fatalf("timer: %v %+v", err, inv)
+	}
+	return job.RunID(r.opts.job, at)
+}
+
+// process delivers the queued messages until the run's summary exists.
+func (r *rig) process(ctx context.Context, run string) *job.Summary {
+	r.t.Helper()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = r.host.Run(runCtx) }()
+	return r.waitSummary(ctx, run)
+}
+
+// TestDataverseFaults: under each Dataverse fault the run completes, every account ends correct, no
+// record is created, and no request is sent inside a Retry-After window.
+func TestDataverseFaults(t *testing.T) {
+	const n = 800
+	cases := []struct {
+		name   string
+		env    []string
+		dv     func(*dvsim.Config)
+		inject func(r *rig)
+	}{
+		{name: "429 storm on the request-count limit", inject: func(r *rig) { r.dv.Faults().Storm("0x80072322", 2*time.Second) }},
+		{name: "429 storm on the execution-time limit", inject: func(r *rig) { r.dv.Faults().Storm("0x80072321", 2*time.Second) }},
+		{name: "429 storm on the concurrency limit", inject: func(r *rig) { r.dv.Faults().Storm("0x80072326", 2*time.Second) }},
+		{name: "5xx burst", inject: func(r *rig) { r.dv.Faults().ServerErrors(25, 503) }},
+		{name: "dropped connections", inject: func(r *rig) { r.dv.Faults().DropConnections(10) }},
+		{name: "slow responses past the client timeout", env: []string{"DVBULK_REQUEST_TIMEOUT=1s"}, inject: func(r *rig) {
+			r.dv.Faults().Slow(1500 * time.Millisecond)
+			time.AfterFunc(3*time.Second, func() { r.dv.Faults().Slow(0) })
+		}},
+		{name: "batch-size error", dv: func(c *dvsim.Config) { c.NoUpdateMultiple, c.MaxBatchSize = true, 20 }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, rigOptions{accounts: n, inactive: 40, env: tc.env, dv: tc.dv})
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			run := r.planOnly(ctx)
+			if tc.inject != nil {
+				tc.inject(r)
+			}
+			sum := r.process(ctx, run)
+			checkCounts(t, sum, n)
+			r.checkEnriched()
+			if c := r.dv.Counters(); c.RequestsDuringRetryAfter != 0 {
+				t.Errorf("%d requests sent inside a Retry-After window", c.RequestsDuringRetryAfter)
+			}
+			if len(r.host.Messages("dvbulk-chunks-poison")) != 0 {
+				t.Error("a transient fault poisoned a message")
+			}
+		})
+	}
+}
+
+// TestRecordsDeletedAndEditedMidRun: deleted records end "gone" and are never re-created; with
+// optimistic concurrency, records edited by someone else since planning are not overwritten.
+func TestRecordsDeletedAndEditedMidRun(t *testing.T) {
+	r := newRig(t, rigOptions{accounts: 600, inactive: 20, job: "recalculate-tier"})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	run := r.planOnly(ctx)
+	for i := 0; i < 10; i++ {
+		r.dv.Delete(dvsim.AccountID(i))
+	}
+	for i := 10; i < 25; i++ {
+		r.dv.Edit(dvsim.AccountID(i), map[string]any{"description": "edited by a person"})
+	}
+	sum := r.process(ctx, run)
+	checkCounts(t, sum, 600)
+	if sum.Outcomes["gone"] != 10 || sum.Outcomes["skipped"] != 15 {
+		t.Errorf("outcomes %v, want 10 gone and 15 skipped", sum.Outcomes)
+	}
+	for i := 0; i < 10; i++ {
+		if _, ok := r.dv.Get(dvsim.AccountID(i)); ok {
+			t.Errorf("deleted account %d re-created", i)
+		}
+	}
+	for i := 10; i < 25; i++ {
+		if row, _ := r.dv.Get(dvsim.AccountID(i)); row["description"] != "edited by a person" {
+			t.Errorf("account %d: a person's edit was overwritten with %v", i, row["description"])
+		}
+	}
+	if r.dv.Counters().Creates != 0 {
+		t.Error("records created")
+	}
+}
+
+// TestEnrichmentFaults: throttling, errors, timeouts and bad answers from the enrichment service.
+// Transient faults heal; bad answers fail only their records, with a reason; nothing off the
+// allow-list is ever written.
+func TestEnrichmentFaults(t *testing.T) {
+	r := newRig(t, rigOptions{accounts: 700, inactive: 20, env: []string{"ENRICHMENT_TIMEOUT=1s"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	run := r.planOnly(ctx)
+	f := r.en.Faults()
+	f.Throttle(1500 * time.Millisecond)
+	f.ServerErrors.Store(10)
+	f.Malformed.Store(3)
+	f.UnknownIDs.Store(5)
+	f.Slow(1500 * time.Millisecond)
+	time.AfterFunc(2500*time.Millisecond, func() { f.Slow(0) })
+	missing, wrong, extra, nomatch := dvsim.AccountID(11), dvsim.AccountID(12), dvsim.AccountID(13), dvsim.AccountID(14)
+	f.Missing(missing)
+	f.WrongType(wrong)
+	f.ExtraFields(extra)
+	f.NoMatch(nomatch)
+	sum := r.process(ctx, run)
+	checkCounts(t, sum, 700)
+	reasons := map[string]string{}
+	for _, fl := range sum.Failures {
+		reasons[fl.ID] = fl.Reason
+	}
+	for id, want := range map[string]string{missing: "missing", wrong: "numberofemployees", nomatch: "no match"} {
+		if !strings.Contains(reasons[id], want) {
+			t.Errorf("record %s: failure reason %q, want one mentioning %q", id, reasons[id], want)
+		}
+	}
+	if sum.Outcomes["failed"] != 3 {
+		t.Errorf("outcomes %v, want exactly the 3 bad answers failed", sum.Outcomes)
+	}
+	row, _ := r.dv.Get(extra)
+	if fmt.Sprint(row["_ownerid_value"]) == "00000000-0000-0000-0000-00000000beef" {
+		t.Error("a field off the allow-list (ownerid) was written")
+	}
+	if sum.Stats.DroppedFields < 2 {
+		t.Errorf("dropped fields %d, want the extra fields counted", sum.Stats.DroppedFields)
+	}
+}
+
+// TestStorageRestartMidRun: Azurite is stopped and restarted (data persisted) while chunks run.
+func TestStorageRestartMidRun(t *testing.T) {
+	r := newRig(t, rigOptions{accounts: 2000, inactive: 20, env: []string{"DVBULK_CHUNK_SIZE=100"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	run := r.planOnly(ctx)
+	time.AfterFunc(700*time.Millisecond, func() {
+		r.az.Stop()
+		time.Sleep(1500 * time.Millisecond)
+		if err := r.az.Restart(); err != nil {
+			t.Errorf("restart azurite: %v", err)
+		}
+	})
+	sum := r.process(ctx, run)
+	checkCounts(t, sum, 2000)
+	r.checkEnriched()
+}
+
+// TestPoisonAfterMaxDequeue: a chunk that fails on every delivery reaches the poison queue after
+// maxDequeueCount deliveries, without a hot loop, and the run summary names it.
+func TestPoisonAfterMaxDequeue(t *testing.T) {
+	r := newRig(t, rigOptions{accounts: 400, inactive: 10, env: []string{"DVBULK_MAX_RETRIES=0", "DVBULK_CHUNK_SIZE=200"},
+		queues: map[string]any{"visibilityTimeout": "00:00:01", "maxDequeueCount": 3}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	run := r.planOnly(ctx)
+	r.dv.Faults().ServerErrors(1_000_000, 503) // Dataverse down for good
+	sum := r.process(ctx, run)
+	if len(sum.DeadLettered) != 2 {
+		t.Fatalf("dead-lettered chunks %+v, want both", sum.DeadLettered)
+	}
+	if err := r.host.Drain(ctx, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if p := r.host.Messages("dvbulk-chunks-poison"); len(p) != 2 {
+		t.Errorf("poison queue holds %d messages, want 2", len(p))
+	}
+	deliveries := map[string][]time.Time{}
+	for _, inv := range r.host.Invocations() {
+		if inv.Function == "ChunkQueue" {
+			deliveries[inv.MessageID] = append(deliveries[inv.MessageID], inv.Start)
+		}
+	}
+	for id, ts := range deliveries {
+		if len(ts) != 3 {
+			t.Errorf("message %s delivered %d times, want maxDequeueCount=3", id, len(ts))
+		}
+		for i := 1; i < len(ts); i++ {
+			if gap := ts[i].Sub(ts[i-1]); gap < 900*time.Millisecond {
+				t.Errorf("message %s redelivered after %s: hot loop (visibilityTimeout is 1s)", id, gap)
+			}
+		}
+	}
+	if sum.Outcomes["failed"] != 400 {
+		t.Errorf("outcomes %v, want the 400 unfinished records failed with the reason", sum.Outcomes)
+	}
+}
+
+// TestSecretsNeverLogged scans everything a run logs (instances' stdout/stderr, invocation logs, the
+// summary) for the API key and the storage account key.
+func TestSecretsNeverLogged(t *testing.T) {
+	const apiKey = "ek_live_5up3r53cr3t"
+	r := newRig(t, rigOptions{accounts: 200, inactive: 10, env: []string{"ENRICHMENT_API_KEY=" + apiKey, "ENRICHMENT_API_KEY_HEADER=x-company-key", "DVBULK_LOG_LEVEL=trace"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The simulator does not require the key here; what matters is what the product logs.
+	sum := r.runTimer(ctx)
+	checkCounts(t, sum, 200)
+	var all strings.Builder
+	all.WriteString(r.logs.String())
+	for _, inv := range r.host.Invocations() {
+		all.WriteString(strings.Join(inv.Logs, "\n"))
+	}
+	for _, secret := range []string{apiKey, "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq", "AccountKey=", "Bearer ", "sig="} {
+		if strings.Contains(all.String(), secret) {
+			t.Errorf("a secret (%.12s...) appears in the logs", secret)
+		}
+	}
+	if all.Len() < 1000 {
+		t.Errorf("only %d bytes of logs scanned: the scan would not catch anything", all.Len())
+	}
+}
