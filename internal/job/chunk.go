@@ -167,6 +167,7 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 		r.flushLoop(pctx, cancel)
 	}()
 	perr := pipeline.Run(pctx, cfg, items, func(ev pipeline.Event) { r.apply(index, ev) })
+	atDeadline := errors.Is(pctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 	cancel()
 	<-flushDone
 
@@ -200,7 +201,7 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 		}
 		res.logf("chunk %d of %s done: %d records", m.Seq, m.Run, len(r.ch.Records))
 		return res, e.finishChunk(ctx, r.ch)
-	case ctx.Err() == nil && pctx.Err() != nil && r.lastRetry == "":
+	case atDeadline && r.lastRetry == "":
 		// Stopped for the invocation deadline: checkpoint, release and continue in a new message.
 		r.release(ctx)
 		return e.yield(m, &res, "chunk %d: %d records left at the invocation deadline; continuing in a new message", m.Seq, pending)
