@@ -11,10 +11,11 @@ import (
 	"github.com/rs/zerolog"
 
 	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/enrich"
 	"dvbulk/internal/pipeline"
 )
 
-func testEngine(t *testing.T, dv *fakeDV, en *fakeEnricher, st checkpoint.Store) *Engine {
+func testEngine(t *testing.T, dv *fakeDV, en Enricher, st checkpoint.Store) *Engine {
 	t.Helper()
 	e := &Engine{Store: st, DV: dv, Enricher: en, Log: zerolog.Nop(),
 		Opt: Options{PlanPages: 2, FlushInterval: 20 * time.Millisecond, Lease: 2 * time.Second, YieldMargin: time.Second}}
@@ -295,4 +296,52 @@ func FuzzDecodeMessage(f *testing.F) {
 			t.Fatalf("a valid message does not re-encode: %v", err)
 		}
 	})
+}
+
+type slowEnricher struct {
+	fakeEnricher
+	delay time.Duration
+}
+
+func (s *slowEnricher) Enrich(ctx context.Context, recs []enrich.Record) ([]enrich.Result, error) {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.fakeEnricher.Enrich(ctx, recs)
+}
+
+// TestChunkYieldsBeforeTheDeadline: a chunk that cannot finish inside its invocation checkpoints,
+// releases ownership and hands the rest to a new message, which finishes it without repeating work.
+func TestChunkYieldsBeforeTheDeadline(t *testing.T) {
+	dv := newFakeDV(100, 0)
+	en := &slowEnricher{delay: 60 * time.Millisecond}
+	st := checkpoint.NewMem()
+	e := testEngine(t, dv, en, st)
+	e.Opt.YieldMargin, e.Opt.TransformBatch, e.Opt.TransformWorkers = 150*time.Millisecond, 10, 1
+	ctx := context.Background()
+	res, err := e.Start(ctx, smallSpec(t), StartOptions{Run: "nightly-enrichment-y", Trigger: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 450*time.Millisecond)
+	out, err := e.Handle(short, []byte(res.Enqueue[0]), Delivery{DequeueCount: 1})
+	cancel()
+	if err != nil {
+		t.Fatalf("yield returned an error: %v", err)
+	}
+	if len(out.Enqueue) != 1 || out.Enqueue[0] != res.Enqueue[0] {
+		t.Fatalf("yield enqueued %v, want the same chunk message", out.Enqueue)
+	}
+	firstCalls := en.total()
+	if firstCalls == 0 || firstCalls >= 100 {
+		t.Fatalf("first invocation enriched %d records, want some but not all", firstCalls)
+	}
+	if _, err := e.Handle(ctx, []byte(out.Enqueue[0]), Delivery{DequeueCount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if en.total() != 100 || dv.totalWrites() != 100 {
+		t.Errorf("after the continuation: %d enrichment calls, %d writes; want 100 and 100", en.total(), dv.totalWrites())
+	}
 }
