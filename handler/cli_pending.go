@@ -16,7 +16,3 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 	return 1
 }
 
-func cmdSimulate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "dvbulk simulate: not built yet")
-	return 1
-}

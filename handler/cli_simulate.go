@@ -1,5 +1,3 @@
-//go:build dvsim_pending
-
 package main
 
 import (

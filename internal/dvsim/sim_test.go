@@ -1,0 +1,238 @@
+package dvsim_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"dvbulk/internal/dataverse"
+	"dvbulk/internal/dvsim"
+)
+
+var accounts = dataverse.Table{EntitySet: "accounts", LogicalName: "account", Key: "accountid"}
+
+func client(t *testing.T, url string) *dataverse.Client {
+	t.Helper()
+	c, err := dataverse.New(dataverse.Config{URL: url, MaxConcurrency: 16, Logger: zerolog.Nop(), RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestPagingVisitsEveryActiveRecordOnceWhileEdited(t *testing.T) {
+	sim := dvsim.New(dvsim.Config{Accounts: 12000, InactiveAccounts: 500})
+	url, stop := sim.Start()
+	defer stop()
+	c := client(t, url)
+	seen := map[string]bool{}
+	last := ""
+	pages := 0
+	err := c.Query(context.Background(), dataverse.Query{Table: accounts, Select: []string{"name", "numberofemployees"}, Filter: "statecode eq 0", PageSize: 5000}, func(p dataverse.Page) error {
+		pages++
+		for _, r := range p.Records {
+			id := r["accountid"].(string)
+			if seen[id] || id <= last {
+				return fmt.Errorf("%s out of order or twice", id)
+			}
+			seen[id], last = true, id
+			if len(seen)%1000 == 0 {
+				sim.Edit(id, map[string]any{"description": "edited while paging"})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 12000 || pages != 3 {
+		t.Fatalf("saw %d records in %d pages, want 12000 in 3", len(seen), pages)
+	}
+}
+
+func TestWritesThroughTheClient(t *testing.T) {
+	for _, mode := range []dataverse.WriteMode{dataverse.ModeBulk, dataverse.ModeBatch, dataverse.ModeSingle} {
+		t.Run(string(mode), func(t *testing.T) {
+			sim := dvsim.New(dvsim.Config{Accounts: 120, MaxBatchSize: 40, NoUpdateMultiple: mode == dataverse.ModeBatch})
+			url, stop := sim.Start()
+			defer stop()
+			c := client(t, url)
+			ids := sim.IDs(true)[:100]
+			bad := ids[37]
+			sim.Faults().RejectOnWrite(bad)
+			gone := ids[50]
+			sim.Delete(gone)
+			ups := make([]dataverse.Update, len(ids))
+			for i, id := range ids {
+				ups[i] = dataverse.Update{ID: id, Fields: map[string]any{"description": "new " + id[:8], "numberofemployees": 7}}
+			}
+			res, err := c.Update(context.Background(), accounts, ups, dataverse.WriteOptions{Mode: mode, BatchSize: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range res {
+				switch r.ID {
+				case bad:
+					if r.Status != dataverse.Failed || !strings.Contains(fmt.Sprint(r.Err), "ISV code aborted") {
+						t.Errorf("rejected record: %+v", r)
+					}
+				case gone:
+					if r.Status != dataverse.Gone {
+						t.Errorf("deleted record: %+v", r)
+					}
+				default:
+					if r.Status != dataverse.Updated {
+						t.Errorf("%s: %+v", r.ID, r)
+					}
+					if row, _ := sim.Get(r.ID); row["description"] != "new "+r.ID[:8] || row["numberofemployees"] != 7 {
+						t.Errorf("%s holds %v", r.ID, row)
+					}
+				}
+			}
+			if _, ok := sim.Get(gone); ok || sim.Counters().Creates != 0 {
+				t.Error("a deleted record was re-created")
+			}
+		})
+	}
+}
+
+func TestConcurrencyLimitPerUserPerServer(t *testing.T) {
+	sim := dvsim.New(dvsim.Config{Accounts: 1, Servers: 1, Cost: dvsim.Cost{Action: 300 * time.Millisecond}})
+	url, stop := sim.Start()
+	defer stop()
+	get := func(user string) int {
+		req, _ := http.NewRequest(http.MethodGet, url+"/api/data/v9.2/WhoAmI", nil)
+		req.Header.Set("Authorization", "Bearer "+user)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return -1
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[int]int{}
+	for i := 0; i < 53; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); c := get("alice"); mu.Lock(); codes[c]++; mu.Unlock() }()
+	}
+	time.Sleep(100 * time.Millisecond)
+	other := get("bob")
+	wg.Wait()
+	if codes[429] != 1 || codes[200] != 52 {
+		t.Fatalf("53 concurrent requests of one user: %v, want 52 OK and one 429", codes)
+	}
+	if other != 200 {
+		t.Fatalf("another user got %d", other)
+	}
+	if sim.Counters().Throttled[dvsim.CodeConcurrency] != 1 {
+		t.Fatalf("throttled %v", sim.Counters().Throttled)
+	}
+}
+
+func TestWindowLimitsAndGrowingRetryAfter(t *testing.T) {
+	sim := dvsim.New(dvsim.Config{Accounts: 1, Servers: 1, Limits: dvsim.Limits{Requests: 5, Window: 2 * time.Second}})
+	url, stop := sim.Start()
+	defer stop()
+	var afters []string
+	for i := 0; i < 8; i++ {
+		resp, err := http.Get(url + "/api/data/v9.2/WhoAmI")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 429 {
+			afters = append(afters, resp.Header.Get("Retry-After"))
+		}
+	}
+	if len(afters) != 3 || sim.Counters().Throttled[dvsim.CodeRequests] != 3 {
+		t.Fatalf("429s %v (%v), want 3 on the request-count limit", afters, sim.Counters().Throttled)
+	}
+	if sim.Counters().RequestsDuringRetryAfter != 2 {
+		t.Errorf("requests inside a Retry-After window = %d, want the 2 sent after the first 429", sim.Counters().RequestsDuringRetryAfter)
+	}
+}
+
+func TestAffinityCookiePinsOneServer(t *testing.T) {
+	sim := dvsim.New(dvsim.Config{Accounts: 1, Servers: 4})
+	url, stop := sim.Start()
+	defer stop()
+	resp, _ := http.Get(url + "/api/data/v9.2/WhoAmI")
+	resp.Body.Close()
+	var affinity *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "ARRAffinity" {
+			affinity = c
+		}
+	}
+	sim.ResetCounters()
+	for i := 0; i < 20; i++ {
+		req, _ := http.NewRequest(http.MethodGet, url+"/api/data/v9.2/WhoAmI", nil)
+		req.AddCookie(affinity)
+		r, _ := http.DefaultClient.Do(req)
+		r.Body.Close()
+	}
+	used := 0
+	for _, n := range sim.Counters().RequestsPerServer {
+		if n > 0 {
+			used++
+		}
+	}
+	if used != 1 {
+		t.Fatalf("with the cookie, requests reached %d servers: %v", used, sim.Counters().RequestsPerServer)
+	}
+	sim.ResetCounters()
+	for i := 0; i < 20; i++ {
+		r, _ := http.Get(url + "/api/data/v9.2/WhoAmI")
+		r.Body.Close()
+	}
+	for i, n := range sim.Counters().RequestsPerServer {
+		if n == 0 {
+			t.Errorf("without the cookie, server %d got nothing: %v", i, sim.Counters().RequestsPerServer)
+		}
+	}
+}
+
+func TestDocumentedBatchAcceptedVerbatimAndLFRejected(t *testing.T) {
+	raw, err := os.ReadFile("../dataverse/testdata/batch_request.http")
+	if err != nil {
+		t.Skip("fixture not found")
+	}
+	_, body, _ := strings.Cut(strings.ReplaceAll(string(raw), "\r\n", "\n"), "\n\n")
+	sim := dvsim.New(dvsim.Config{Accounts: 1})
+	url, stop := sim.Start()
+	defer stop()
+	post := func(b string) (*http.Response, string) {
+		req, _ := http.NewRequest(http.MethodPost, url+"/api/data/v9.2/$batch", strings.NewReader(b))
+		req.Header.Set("Content-Type", `multipart/mixed; boundary="batch_6f1d2e"`)
+		req.Header.Set("Prefer", "odata.continue-on-error")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		buf := new(strings.Builder)
+		_, _ = fmt.Fprint(buf, "")
+		bb := make([]byte, 1<<16)
+		n, _ := resp.Body.Read(bb)
+		return resp, string(bb[:n])
+	}
+	resp, out := post(strings.ReplaceAll(body, "\n", "\r\n"))
+	if resp.StatusCode != 200 || !strings.Contains(out, "HTTP/1.1 404 Not Found") || strings.Count(out, "0x80040217") != 2 {
+		t.Fatalf("CRLF batch: %d\n%s", resp.StatusCode, out)
+	}
+	if resp, out = post(body); resp.StatusCode != 400 || !strings.Contains(out, "0x80048d19") {
+		t.Fatalf("LF-only batch: %d %s", resp.StatusCode, out)
+	}
+	if sim.Counters().Creates != 0 {
+		t.Fatal("If-Match: * created records")
+	}
+}
