@@ -15,4 +15,3 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 	fmt.Fprintln(stderr, "dvbulk bench: not built yet")
 	return 1
 }
-

@@ -293,7 +293,11 @@ type Faults struct {
 }
 
 // ServerErrors makes the next n requests answer status (500 or 503).
-func (f *Faults) ServerErrors(n, status int) { f.mu.Lock(); f.errN, f.errStatus = n, status; f.mu.Unlock() }
+func (f *Faults) ServerErrors(n, status int) {
+	f.mu.Lock()
+	f.errN, f.errStatus = n, status
+	f.mu.Unlock()
+}
 
 // DropConnections closes the next n connections without an answer.
 func (f *Faults) DropConnections(n int) { f.mu.Lock(); f.dropN = n; f.mu.Unlock() }

@@ -149,7 +149,7 @@ func (s *Sim) getOne(r *http.Request, id string) *answer {
 }
 
 // parseFilter supports the forms the product sends (and a little more): comparisons
-// `<col> eq|ne|gt|ge|lt|le <literal>` with string ('' escaped), number, GUID and null literals,
+// `<col> eq|ne|gt|ge|lt|le <literal>` with string (” escaped), number, GUID and null literals,
 // `and` / `or` (and binding tighter), parentheses, and
 // `Microsoft.Dynamics.CRM.In(PropertyName='<col>',PropertyValues=['v1','v2',...])`.
 func parseFilter(f string) (func(map[string]any) bool, error) {

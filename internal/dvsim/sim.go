@@ -241,4 +241,6 @@ func (s *Sim) Edit(id string, fields map[string]any) {
 // Faults returns the runtime-adjustable faults.
 func (s *Sim) Faults() *Faults { return &s.faults }
 
-func (s *Sim) scale(d time.Duration) time.Duration { return time.Duration(float64(d) / s.cfg.TimeScale) }
+func (s *Sim) scale(d time.Duration) time.Duration {
+	return time.Duration(float64(d) / s.cfg.TimeScale)
+}
