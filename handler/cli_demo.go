@@ -1,5 +1,3 @@
-//go:build dvsim_pending
-
 package main
 
 import (
@@ -8,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -239,7 +238,7 @@ func progressLine(s *job.Status, dv *dvsim.Sim, en *enrichsim.Sim, t0 time.Time)
 // inactive ones are untouched, nothing was created, and unchanged accounts were not written.
 func verify(w io.Writer, dv *dvsim.Sim, en *enrichsim.Sim, sf simFlags, sum *job.Summary, took time.Duration) error {
 	wrong, unchangedWritten := 0, 0
-	keep := int(float64(100) * (1 - sf.changeFraction))
+	keep := int(math.Round(100 * (1 - sf.changeFraction)))
 	for i, id := range dv.IDs(true) {
 		row, _ := dv.Get(id)
 		want := enrichsim.Truth(id)

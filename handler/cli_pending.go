@@ -6,11 +6,6 @@ import (
 	"io"
 )
 
-func cmdDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "dvbulk demo: not built yet")
-	return 1
-}
-
 func cmdBench(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stderr, "dvbulk bench: not built yet")
 	return 1

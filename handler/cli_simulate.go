@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"time"
@@ -69,7 +70,7 @@ func (s *simFlags) validate() error {
 // dataverseSim builds the Dataverse simulator. A (1-change) share of the active accounts already
 // holds what the enrichment service will answer, so those are "unchanged" and must not be written.
 func (s *simFlags) dataverseSim() *dvsim.Sim {
-	keep := int(float64(100) * (1 - s.changeFraction))
+	keep := int(math.Round(100 * (1 - s.changeFraction)))
 	return dvsim.New(dvsim.Config{
 		Accounts: s.accounts, InactiveAccounts: s.inactive, Seed: 1,
 		Servers: s.servers, DOPHint: s.dop, Latency: s.latency, TimeScale: s.timeScale,

@@ -1,0 +1,243 @@
+package funcemu
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The host serializes with Newtonsoft.Json: strings and numbers in Data and Metadata are serialized
+// and then embedded as a string again (double encoding), dates as ISO-8601 with an offset, POCOs as
+// objects; '<', '>' and '&' are not escaped.
+
+// kv is an ordered JSON object member.
+type kv struct {
+	key string
+	val json.RawMessage
+}
+
+func marshal(v any) json.RawMessage {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	return json.RawMessage(bytes.TrimRight(b.Bytes(), "\n"))
+}
+
+// doubled is the host's rule 4: SerializeObject(value), then that text as a JSON string.
+func doubled(v any) json.RawMessage { return marshal(string(marshal(v))) }
+
+func object(members []kv) json.RawMessage {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, m := range members {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(marshal(m.key))
+		b.WriteByte(':')
+		b.Write(m.val)
+	}
+	b.WriteByte('}')
+	return b.Bytes()
+}
+
+func isoOffset(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05") + "+00:00" }
+
+func newGUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	s := hex.EncodeToString(b[:])
+	return s[:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
+}
+
+func sysObject(method string) json.RawMessage {
+	return object([]kv{
+		{"MethodName", marshal(method)},
+		{"UtcNow", marshal(time.Now().UTC().Format("2006-01-02T15:04:05.0000000Z"))},
+		{"RandGuid", marshal(newGUID())},
+	})
+}
+
+// TimerOptions shape a timer invocation.
+type TimerOptions struct {
+	PastDue    bool      // the catch-up invocation after a missed occurrence
+	NullStatus bool      // schedule monitor off: ScheduleStatus is null
+	Next       time.Time // the occurrence being fired (default: now)
+}
+
+func timerPayload(fn function, o TimerOptions) []byte {
+	next := o.Next
+	if next.IsZero() {
+		next = time.Now().UTC().Truncate(time.Second)
+	}
+	status := json.RawMessage("null")
+	if !o.NullStatus {
+		last := next.Add(-24 * time.Hour)
+		status = object([]kv{{"Last", marshal(isoOffset(last))}, {"Next", marshal(isoOffset(next))}, {"LastUpdated", marshal(isoOffset(last))}})
+	}
+	info := object([]kv{
+		{"Schedule", object([]kv{{"AdjustForDST", marshal(true)}})},
+		{"ScheduleStatus", status},
+		{"IsPastDue", marshal(o.PastDue)},
+	})
+	return object([]kv{
+		{"Data", object([]kv{{fn.trigger.Name, info}})},
+		{"Metadata", object([]kv{{"sys", sysObject(fn.name)}})},
+	})
+}
+
+// queuePayload builds a queue invocation: the decoded message text double-encoded in Data, the
+// message's metadata, sys, and the message's own top-level JSON properties copied into Metadata
+// (case-insensitively overwriting same-named keys, dropping names that end in "trigger").
+func queuePayload(fn function, m *message, body string) []byte {
+	var data json.RawMessage
+	if fn.trigger.DataType == "binary" {
+		data = marshal(base64.StdEncoding.EncodeToString([]byte(body)))
+	} else {
+		data = doubled(body)
+	}
+	meta := []kv{
+		{"DequeueCount", doubled(m.dequeue)},
+		{"ExpirationTime", marshal(isoOffset(m.inserted.Add(7 * 24 * time.Hour)))},
+		{"Id", doubled(m.id)},
+		{"InsertionTime", marshal(isoOffset(m.inserted))},
+		{"NextVisibleTime", marshal(isoOffset(m.visibleAt))},
+		{"PopReceipt", doubled(m.pop)},
+		{"sys", sysObject(fn.name)},
+	}
+	var props map[string]json.RawMessage
+	dec := json.NewDecoder(strings.NewReader(body))
+	dec.UseNumber()
+	if strings.HasPrefix(strings.TrimSpace(body), "{") && dec.Decode(&props) == nil {
+		for _, k := range sortedKeys(props) {
+			v := bytes.TrimSpace(props[k])
+			if len(v) == 0 || v[0] == '[' || string(v) == "null" || strings.HasSuffix(strings.ToLower(k), "trigger") {
+				continue
+			}
+			val := json.RawMessage(v)
+			if v[0] != '{' {
+				val = doubled(scalarString(v))
+			}
+			replaced := false
+			for i := range meta {
+				if strings.EqualFold(meta[i].key, k) {
+					meta[i].val, replaced = val, true
+				}
+			}
+			if !replaced {
+				meta = append(meta, kv{k, val})
+			}
+		}
+	}
+	return object([]kv{
+		{"Data", object([]kv{{fn.trigger.Name, data}})},
+		{"Metadata", object(meta)},
+	})
+}
+
+// scalarString is (string)JValue: strings as they are, numbers as written, booleans True/False.
+func scalarString(v json.RawMessage) string {
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return s
+	}
+	switch string(v) {
+	case "true":
+		return "True"
+	case "false":
+		return "False"
+	}
+	return string(v)
+}
+
+func sortedKeys(m map[string]json.RawMessage) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	for i := 1; i < len(keys); i++ {
+		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
+			keys[j], keys[j-1] = keys[j-1], keys[j]
+		}
+	}
+	return keys
+}
+
+// outputMessages turns one Outputs value into queue message bodies per the host's rules
+// (reference §2.2): arrays fan out, strings get a base64-decode attempt, objects are re-serialized
+// indented, numbers and booleans use .NET ToString().
+func outputMessages(v json.RawMessage, binary bool) []string {
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 || string(v) == "null" {
+		return nil
+	}
+	switch v[0] {
+	case '[':
+		var items []json.RawMessage
+		if json.Unmarshal(v, &items) != nil {
+			return nil
+		}
+		var out []string
+		for _, it := range items {
+			out = append(out, itemString(it))
+		}
+		return out
+	case '{':
+		return []string{indented(v)}
+	case '"':
+		var s string
+		_ = json.Unmarshal(v, &s)
+		if !binary {
+			if b, err := base64.StdEncoding.DecodeString(s); err == nil && s != "" {
+				return []string{string(b)} // the trap: valid base64 text is decoded
+			}
+		}
+		t := strings.TrimSpace(s)
+		if strings.HasPrefix(t, "[") || strings.HasPrefix(t, "{") {
+			if json.Valid([]byte(t)) {
+				return outputMessages(json.RawMessage(t), true)
+			}
+		}
+		return []string{s}
+	}
+	return []string{itemString(v)}
+}
+
+func itemString(it json.RawMessage) string {
+	it = bytes.TrimSpace(it)
+	switch {
+	case len(it) > 0 && it[0] == '"':
+		var s string
+		_ = json.Unmarshal(it, &s)
+		return s
+	case len(it) > 0 && (it[0] == '{' || it[0] == '['):
+		return indented(it)
+	}
+	return scalarString(it)
+}
+
+func indented(v json.RawMessage) string {
+	var b bytes.Buffer
+	if json.Indent(&b, v, "", "  ") != nil {
+		return string(v)
+	}
+	return b.String()
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func describeStatus(code int, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("status %d", code)
+}
