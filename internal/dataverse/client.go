@@ -73,6 +73,7 @@ const (
 // Client talks to one Dataverse environment. It is safe for concurrent use; concurrent calls
 // queue on its adaptive limiter.
 type Client struct {
+	session string // x-ms-client-session-id
 	cfg     Config
 	root    *url.URL // scheme://host[/path], no trailing slash
 	api     string   // absolute base of the Web API, ending in /
@@ -127,7 +128,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	cfg.RetryMaxDelay = max(cfg.RetryMaxDelay, cfg.RetryBaseDelay)
 
-	c := &Client{
+	c := &Client{session: newRequestID(),
 		cfg:         cfg,
 		root:        root,
 		api:         root.String() + apiPath,

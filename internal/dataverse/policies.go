@@ -1,6 +1,8 @@
 package dataverse
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -29,6 +31,10 @@ func (c *Client) headerPolicy(req *policy.Request) (*http.Response, error) {
 	if !c.cfg.AffinityCookie {
 		h.Del("Cookie")
 	}
+	// Correlation ids, as the .NET ServiceClient sends them: one session per client (so the server
+	// side can tell this client's requests from another instance's), one id per request.
+	setRaw(h, "x-ms-client-session-id", c.session)
+	setRaw(h, "x-ms-client-request-id", newRequestID())
 	return req.Next()
 }
 
@@ -131,3 +137,13 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 }
 
 func (b *limitedBody) Close() error { return b.rc.Close() }
+
+// newRequestID returns a random GUID for the correlation headers.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	x := hex.EncodeToString(b[:])
+	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
+}

@@ -69,7 +69,11 @@ func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 	s.c.requests.Add(1)
 	s.c.inFlight.Add(1)
 	defer s.c.inFlight.Add(-1)
-	s.noteArrival(user, now)
+	client := r.Header.Get("x-ms-client-session-id")
+	if client == "" {
+		client = user
+	}
+	s.noteArrival(client, now)
 	sv := s.pick(r)
 	drop, errStatus, storm, slow := s.faults.take(now)
 	latency := s.scale(s.cfg.Latency) + slow
@@ -88,17 +92,17 @@ func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if storm != "" {
-		s.reply(w, sv, user, latency, s.throttledAnswer(&throttled{code: storm, msg: "service protection storm (simulated)", after: s.scale(2 * time.Second)}))
+		s.reply(w, sv, user, client, latency, s.throttledAnswer(&throttled{code: storm, msg: "service protection storm (simulated)", after: s.scale(2 * time.Second)}))
 		return
 	}
 	if errStatus != 0 {
 		s.c.errors5xx.Add(1)
-		s.reply(w, sv, user, latency, errAnswer(errStatus, "0x80040216", "An unexpected error occurred (simulated outage)."))
+		s.reply(w, sv, user, client, latency, errAnswer(errStatus, "0x80040216", "An unexpected error occurred (simulated outage)."))
 		return
 	}
 	th, done := s.admit(sv, user, now)
 	if th != nil {
-		s.reply(w, sv, user, latency, s.throttledAnswer(th))
+		s.reply(w, sv, user, client, latency, s.throttledAnswer(th))
 		return
 	}
 	a := s.route(r, body)
@@ -108,7 +112,7 @@ func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 	if len(a.writes) > 0 && s.cfg.OnWrite != nil {
 		s.cfg.OnWrite(a.writes)
 	}
-	s.reply(w, sv, user, latency, a)
+	s.reply(w, sv, user, client, latency, a)
 }
 
 func (s *Sim) throttledAnswer(t *throttled) *answer {
@@ -119,7 +123,7 @@ func (s *Sim) throttledAnswer(t *throttled) *answer {
 }
 
 // reply sends an answer after the network latency, with the headers every response carries.
-func (s *Sim) reply(w http.ResponseWriter, sv *server, user string, latency time.Duration, a *answer) {
+func (s *Sim) reply(w http.ResponseWriter, sv *server, user, client string, latency time.Duration, a *answer) {
 	time.Sleep(latency)
 	h := w.Header()
 	for k, v := range a.header {
@@ -138,7 +142,7 @@ func (s *Sim) reply(w http.ResponseWriter, sv *server, user string, latency time
 	h.Add("Set-Cookie", "orgId=00aa00aa-bb11-cc22-dd33-44ee44ee44ee; path=/; secure; HttpOnly")
 	if a.status == http.StatusTooManyRequests {
 		wait, _ := strconv.ParseFloat(a.header.Get("Retry-After"), 64)
-		defer s.noteDelivered(user, time.Duration(wait*float64(time.Second)))
+		defer s.noteDelivered(client, time.Duration(wait*float64(time.Second)))
 	}
 	w.WriteHeader(a.status)
 	_, _ = w.Write(a.body)

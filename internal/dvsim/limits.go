@@ -255,12 +255,18 @@ func (s *Sim) retryAfter(d time.Duration) string {
 	return strconv.FormatFloat(math.Max(d.Seconds(), 0.001), 'f', 3, 64)
 }
 
-// noteArrival counts requests that arrive while a Retry-After delivered to their user is running.
-func (s *Sim) noteArrival(user string, now time.Time) {
-	if v, ok := s.blocks.Load(user); ok {
+// deliveryGrace is how long a delivered 429 takes to reach the client and close its gate: a request
+// arriving within it was already on its way and does not count as sent inside the window.
+const deliveryGrace = 20 * time.Millisecond
+
+// noteArrival counts requests that arrive while a Retry-After delivered to their client is running.
+// A client is its x-ms-client-session-id (one per client, as the .NET ServiceClient sends it), else
+// its user: the window binds whoever received the 429, across every web server.
+func (s *Sim) noteArrival(client string, now time.Time) {
+	if v, ok := s.blocks.Load(client); ok {
 		b := v.(*block)
 		b.mu.Lock()
-		inside := !now.Before(b.from) && now.Before(b.until)
+		inside := !now.Before(b.from.Add(deliveryGrace)) && now.Before(b.until)
 		b.mu.Unlock()
 		if inside {
 			s.c.during.Add(1)
@@ -268,9 +274,9 @@ func (s *Sim) noteArrival(user string, now time.Time) {
 	}
 }
 
-// noteDelivered records that a 429 reached the user now.
-func (s *Sim) noteDelivered(user string, wait time.Duration) {
-	v, _ := s.blocks.LoadOrStore(user, &block{})
+// noteDelivered records that a 429 reached the client now.
+func (s *Sim) noteDelivered(client string, wait time.Duration) {
+	v, _ := s.blocks.LoadOrStore(client, &block{})
 	b := v.(*block)
 	now := time.Now()
 	b.mu.Lock()

@@ -151,6 +151,7 @@ func TestWindowLimitsAndGrowingRetryAfter(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode == 429 {
 			afters = append(afters, resp.Header.Get("Retry-After"))
+			time.Sleep(30 * time.Millisecond) // a client that read the 429 and ignores it
 		}
 	}
 	if len(afters) != 3 || sim.Counters().Throttled[dvsim.CodeRequests] != 3 {

@@ -204,8 +204,8 @@ func TestPoisonAfterMaxDequeue(t *testing.T) {
 			}
 		}
 	}
-	if sum.Outcomes["failed"] != 400 {
-		t.Errorf("outcomes %v, want the 400 unfinished records failed with the reason", sum.Outcomes)
+	if sum.Outcomes["failed"] != 320 || sum.Outcomes["unchanged"] != 80 {
+		t.Errorf("outcomes %v, want the 320 unwritten records failed with the reason (and the 80 pre-enriched unchanged)", sum.Outcomes)
 	}
 }
 

@@ -154,7 +154,11 @@ func (r *chunkRun) flush(ctx context.Context, change func(*Chunk)) error {
 	if err != nil {
 		return fmt.Errorf("job: encode chunk: %w", err)
 	}
-	newTag, err := r.e.Store.Update(ctx, r.name, data, etag)
+	// Never abandon a checkpoint write half way: a cancelled request may still be applied by the
+	// store, leaving this worker with an ETag that no longer matches its own last write.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	newTag, err := r.e.Store.Update(wctx, r.name, data, etag)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
