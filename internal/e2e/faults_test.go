@@ -154,7 +154,7 @@ func TestEnrichmentFaults(t *testing.T) {
 // TestStorageRestartMidRun: Azurite is stopped and restarted (data persisted) while chunks run.
 func TestStorageRestartMidRun(t *testing.T) {
 	r := newRig(t, rigOptions{accounts: 2000, inactive: 20, env: []string{"DVBULK_CHUNK_SIZE=100"}})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	run := r.planOnly(ctx)
 	time.AfterFunc(700*time.Millisecond, func() {
