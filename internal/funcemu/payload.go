@@ -6,8 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -233,11 +231,3 @@ func indented(v json.RawMessage) string {
 	return b.String()
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
-
-func describeStatus(code int, err error) string {
-	if err != nil {
-		return err.Error()
-	}
-	return fmt.Sprintf("status %d", code)
-}
