@@ -230,4 +230,3 @@ func indented(v json.RawMessage) string {
 	}
 	return b.String()
 }
-
