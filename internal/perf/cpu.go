@@ -1,0 +1,5 @@
+package perf
+
+import "runtime"
+
+func numCPU() int { return runtime.NumCPU() }
