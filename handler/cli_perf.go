@@ -71,7 +71,7 @@ func cmdBench(ctx context.Context, args []string, _ func(string) string, stdout,
 	}
 	defer os.RemoveAll(dir)
 	o := perf.Options{Profiles: profiles, ProductScale: *productScale, SeedScale: *seedScale, SequentialSample: *sample,
-		SeedLimit: map[string]int{"sandbox": 3000}, MemoryAccounts: *memAccounts, Binary: exe, Dir: dir}
+		SeedLimit: map[string]int{"prod": 10000, "sandbox": 2000}, MemoryAccounts: *memAccounts, Binary: exe, Dir: dir}
 	if err := perf.Run(ctx, o, stdout); err != nil {
 		fmt.Fprintf(stderr, "dvbulk bench: %v\n", err)
 		return 1
