@@ -57,11 +57,12 @@ func (s *Sim) batch(r *http.Request, body []byte) *answer {
 	var out bytes.Buffer
 	status := http.StatusOK
 	var writes []string
+	creates := 0
 	for _, p := range parts {
 		out.WriteString("--" + boundary + "\r\n")
 		if p.changeSet == nil {
-			a := s.route(p.req, p.body)
-			writes = append(writes, a.writes...)
+			a := s.route(p.req, p.body, false)
+			writes, creates = append(writes, a.writes...), creates+a.creates
 			writePart(&out, a, "")
 			if a.status >= 400 && !continueOnError {
 				status = http.StatusBadRequest
@@ -69,14 +70,18 @@ func (s *Sim) batch(r *http.Request, body []byte) *answer {
 			}
 			continue
 		}
-		answers, ok := s.changeSet(p.changeSet)
+		answers, failed := s.changeSet(p.changeSet)
+		ok := failed < 0
 		cs := "changesetresponse_" + newGUID()
 		out.WriteString("Content-Type: multipart/mixed; boundary=" + cs + "\r\n\r\n")
 		for i, a := range answers {
 			out.WriteString("--" + cs + "\r\n")
+			if !ok {
+				i = failed // the only answer is the failing operation's
+			}
 			writePart(&out, a, p.changeSet[i].contentID)
 			if ok {
-				writes = append(writes, a.writes...)
+				writes, creates = append(writes, a.writes...), creates+a.creates
 			}
 		}
 		out.WriteString("--" + cs + "--\r\n")
@@ -86,47 +91,47 @@ func (s *Sim) batch(r *http.Request, body []byte) *answer {
 		}
 	}
 	out.WriteString("--" + boundary + "--\r\n")
-	return &answer{status: status, header: http.Header{"Content-Type": {"multipart/mixed; boundary=" + boundary}}, body: out.Bytes(), cost: cost, writes: writes}
+	return &answer{status: status, header: http.Header{"Content-Type": {"multipart/mixed; boundary=" + boundary}}, body: out.Bytes(), cost: cost, writes: writes, creates: creates}
 }
 
 // changeSet runs operations atomically: on the first failure every change is rolled back and only
-// the failure is reported.
-func (s *Sim) changeSet(ops []batchPart) ([]*answer, bool) {
+// the failure is reported, with its index (-1 when all succeeded).
+func (s *Sim) changeSet(ops []batchPart) ([]*answer, int) {
 	type saved struct {
 		rec    record
 		exists bool
 	}
 	snap := map[string]saved{}
 	var answers []*answer
-	for _, op := range ops {
+	for n, op := range ops {
 		if id := idOf(op.req.URL.Path); id != "" {
 			if _, seen := snap[id]; !seen {
 				s.mu.RLock()
-				r, ok := s.recs[id]
-				var cp record
-				if ok {
-					cp = *r
+				var sv saved
+				if r := s.tab.lookup(id); r != nil {
+					sv = saved{rec: *r, exists: true}
 				}
 				s.mu.RUnlock()
-				snap[id] = saved{rec: cp, exists: ok}
+				snap[id] = sv
 			}
 		}
-		a := s.route(op.req, op.body)
+		a := s.route(op.req, op.body, false)
 		if a.status >= 400 {
 			s.mu.Lock()
 			for id, sv := range snap {
-				if !sv.exists {
-					delete(s.recs, id)
-				} else if r, ok := s.recs[id]; ok {
+				switch r := s.tab.lookup(id); {
+				case !sv.exists:
+					s.tab.remove(id)
+				case r != nil:
 					*r = sv.rec
 				}
 			}
 			s.mu.Unlock()
-			return []*answer{a}, false
+			return []*answer{a}, n
 		}
 		answers = append(answers, a)
 	}
-	return answers, true
+	return answers, -1
 }
 
 func idOf(path string) string {

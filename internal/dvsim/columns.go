@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strings"
 )
 
 // columns are the account columns the simulator knows, with their JSON types.
@@ -14,21 +15,27 @@ var columns = map[string]string{
 }
 
 // writable are the columns a PATCH may set (the rest are system columns).
-var writable = map[string]bool{"name": true, "websiteurl": true, "description": true, "numberofemployees": true, "revenue": true, "industrycode": true}
+var writable = map[string]bool{"name": true, "websiteurl": true, "description": true, "numberofemployees": true, "revenue": true, "industrycode": true, "statecode": true}
 
 // badProperty is the Web API's answer for an unknown or ill-typed property.
 type badProperty struct{ msg string }
 
 func (e *badProperty) Error() string { return e.msg }
 
-// apply sets column values, checking names and JSON types like the Web API does.
+// unknownProperty is the Web API's answer for a name the account type does not have.
+func unknownProperty(name string) error {
+	return &badProperty{fmt.Sprintf("Could not find a property named '%s' on type 'Microsoft.Dynamics.CRM.account'.", name)}
+}
+
+// apply sets column values, checking names and JSON types like the Web API does. On error the
+// record may be partly changed: callers apply to a copy.
 func (r *record) apply(fields map[string]any) error {
 	for k, v := range fields {
-		if k == "accountid" || k == "@odata.type" {
+		if k == "accountid" || strings.HasPrefix(k, "@odata.") {
 			continue
 		}
 		if _, known := columns[k]; !known {
-			return &badProperty{fmt.Sprintf("An undeclared property '%s' which only has property annotations in the payload but no property value was found in the payload. Invalid property '%s' was found in entity 'Microsoft.Dynamics.CRM.account'.", k, k)}
+			return unknownProperty(k)
 		}
 		if !writable[k] {
 			continue // system columns are ignored on write, as the platform does for most of them
@@ -39,30 +46,32 @@ func (r *record) apply(fields map[string]any) error {
 			if v != nil && !ok {
 				return typeErr(k, "Edm.String", v)
 			}
-			switch k {
-			case "name":
-				r.name = s
-			case "websiteurl":
-				r.website = s
-			default:
-				r.description = s
-			}
+			r.setString(k, s)
 		case "numberofemployees", "industrycode":
 			n, isNull, err := intOf(v)
-			if err != nil {
+			if err != nil || n != int64(int32(n)) {
 				return typeErr(k, "Edm.Int32", v)
 			}
 			if k == "numberofemployees" {
-				r.employees, r.hasEmployees = n, !isNull
+				r.employees = int32(n)
+				r.set(hasEmployees, !isNull)
 			} else {
-				r.industry, r.hasIndustry = n, !isNull
+				r.industry = int32(n)
+				r.set(hasIndustry, !isNull)
 			}
+		case "statecode":
+			n, isNull, err := intOf(v)
+			if err != nil || isNull || n < 0 || n > 1 {
+				return typeErr(k, "Edm.Int32", v)
+			}
+			r.state = int8(n)
 		case "revenue":
 			f, isNull, err := floatOf(v)
 			if err != nil {
 				return typeErr(k, "Edm.Decimal", v)
 			}
-			r.revenue, r.hasRevenue = f, !isNull
+			r.revenue = f
+			r.set(hasRevenue, !isNull)
 		}
 	}
 	return nil

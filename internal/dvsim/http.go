@@ -18,11 +18,12 @@ const apiPrefix = "/api/data/v9.2/"
 
 // answer is a response before the shared headers, latency and cost are applied.
 type answer struct {
-	status int
-	header http.Header
-	body   []byte
-	cost   time.Duration // server time
-	writes []string      // records written (for OnWrite)
+	status  int
+	header  http.Header
+	body    []byte
+	cost    time.Duration // server time
+	writes  []string      // records written and kept (for OnWrite and the counters)
+	creates int           // records an upsert created
 }
 
 func jsonAnswer(status int, v any, cost time.Duration) *answer {
@@ -75,7 +76,7 @@ func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.noteArrival(client, now)
 	sv := s.pick(r)
-	drop, errStatus, storm, slow := s.faults.take(now)
+	drop, errStatus, storm, left, slow := s.faults.take(now)
 	latency := s.scale(s.cfg.Latency) + slow
 	if drop {
 		s.c.dropped.Add(1)
@@ -92,7 +93,7 @@ func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if storm != "" {
-		s.reply(w, sv, user, client, latency, s.throttledAnswer(&throttled{code: storm, msg: "service protection storm (simulated)", after: s.scale(2 * time.Second)}))
+		s.reply(w, sv, user, client, latency, s.throttledAnswer(&throttled{code: storm, msg: s.message(storm), after: max(left, s.scale(time.Second))}))
 		return
 	}
 	if errStatus != 0 {
@@ -105,7 +106,11 @@ func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 		s.reply(w, sv, user, client, latency, s.throttledAnswer(th))
 		return
 	}
-	a := s.route(r, body)
+	a := s.route(r, body, true)
+	for _, id := range a.writes {
+		s.c.wrote(id)
+	}
+	s.c.creates.Add(int64(a.creates))
 	time.Sleep(s.scale(a.cost))
 	done(s.scale(a.cost))
 	s.c.execTotal.Add(int64(s.scale(a.cost)))
@@ -168,20 +173,26 @@ var (
 	setRE    = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)`)
 )
 
-// route dispatches one (top-level or batched) request.
-func (s *Sim) route(r *http.Request, body []byte) *answer {
+// route dispatches one request; top is false for the operations inside a $batch, which count
+// under batchOps rather than their own kind.
+func (s *Sim) route(r *http.Request, body []byte, top bool) *answer {
+	kind := func(k string, n int64) {
+		if top {
+			s.c.kind(k, n)
+		}
+	}
 	path := strings.TrimPrefix(r.URL.Path, apiPrefix)
 	if path == r.URL.Path {
 		return errAnswer(http.StatusNotFound, "", "No HTTP resource was found that matches the request URI '"+r.URL.Path+"'.")
 	}
 	switch {
-	case path == "$batch" && r.Method == http.MethodPost:
+	case path == "$batch" && r.Method == http.MethodPost && top:
 		return s.batch(r, body)
 	case path == "accounts" && r.Method == http.MethodGet:
-		s.c.kind("query", 1)
+		kind("query", 1)
 		return s.query(r)
 	case path == "sdkmessagefilters" && r.Method == http.MethodGet:
-		s.c.kind("probe", 1)
+		kind("probe", 1)
 		return s.probe(r)
 	case path == "WhoAmI" && r.Method == http.MethodGet:
 		return jsonAnswer(http.StatusOK, map[string]string{"UserId": "00000000-0000-0000-0000-0000000000aa"}, s.cfg.Cost.Action)
@@ -189,23 +200,23 @@ func (s *Sim) route(r *http.Request, body []byte) *answer {
 		if s.cfg.NoUpdateMultiple {
 			return errAnswer(http.StatusNotFound, "0x8006088a", "Resource not found for the segment 'Microsoft.Dynamics.CRM.UpdateMultiple'.")
 		}
-		s.c.kind("updateMultiple", 1)
+		kind("updateMultiple", 1)
 		return s.updateMultiple(body)
 	}
 	if m := singleRE.FindStringSubmatch(path); m != nil {
 		id := strings.ToLower(m[1])
 		switch r.Method {
 		case http.MethodGet:
-			s.c.kind("get", 1)
+			kind("get", 1)
 			return s.getOne(r, id)
 		case http.MethodPatch:
-			s.c.kind("patch", 1)
+			kind("patch", 1)
 			return s.patch(r, id, body)
 		}
 		return errAnswer(http.StatusMethodNotAllowed, "", "The requested resource does not support http method '"+r.Method+"'.")
 	}
 	if m := actionRE.FindStringSubmatch(path); m != nil && r.Method == http.MethodPost {
-		s.c.kind("action", 1)
+		kind("action", 1)
 		return s.action(strings.ToLower(m[1]), m[2])
 	}
 	seg := setRE.FindString(path)
@@ -222,12 +233,10 @@ func (s *Sim) patch(r *http.Request, id string, body []byte) *answer {
 	if err != nil {
 		return errAnswer(http.StatusBadRequest, "0x80048d19", "Error identified in Payload provided by the user for Entity :'accounts': "+err.Error())
 	}
-	if s.faults.rejects(id) {
-		return errAnswer(http.StatusBadRequest, "0x80040265", "ISV code aborted the operation: rejected record "+id)
-	}
 	ifMatch, ifNone := r.Header.Get("If-Match"), r.Header.Get("If-None-Match")
 	s.mu.Lock()
-	rec, exists := s.recs[id]
+	rec := s.tab.lookup(id)
+	exists := rec != nil
 	switch {
 	case ifNone == "*" && exists:
 		s.mu.Unlock()
@@ -242,43 +251,47 @@ func (s *Sim) patch(r *http.Request, id string, body []byte) *answer {
 		}
 		return errAnswer(http.StatusPreconditionFailed, "0x80060882", "The version of the existing record doesn't match the RowVersion property provided.")
 	}
-	created := !exists
-	if created {
-		rec = &record{version: 1}
+	if s.faults.rejects(id) {
+		s.mu.Unlock()
+		return rejected(id)
 	}
-	next := *rec
+	next := record{seq: -1}
+	if exists {
+		next = *rec
+	}
 	if err := next.apply(fields); err != nil {
 		s.mu.Unlock()
 		return errAnswer(http.StatusBadRequest, "0x0", err.Error())
 	}
+	if !exists {
+		rec = s.tab.create(id)
+		next.version = 0
+	}
 	next.version++
 	next.modified = time.Now().UnixNano()
 	*rec = next
-	if created {
-		s.recs[id] = rec
-		s.insertKey(id)
-		s.c.creates.Add(1)
-	}
 	s.mu.Unlock()
-	s.c.wrote(id)
-	a := &answer{status: http.StatusNoContent, header: http.Header{}, cost: s.cfg.Cost.Patch, writes: []string{id}}
+	a := &answer{status: http.StatusNoContent, header: http.Header{}, cost: s.cfg.Cost.Patch, writes: []string{id}, creates: b2i(!exists)}
 	if strings.Contains(r.Header.Get("Prefer"), "return=representation") {
 		row, _ := s.Get(id)
-		a = jsonAnswer(http.StatusOK, withETag(id, row), s.cfg.Cost.Patch)
-		a.writes = []string{id}
+		sel, _ := parseSelect(r.URL.Query().Get("$select"))
+		b, _ := json.Marshal(selectCols(withETag(id, row), sel))
+		a.status, a.body = http.StatusOK, b
+		a.header.Set("Content-Type", "application/json; odata.metadata=minimal")
 		a.header.Set("Preference-Applied", "return=representation")
 	}
 	return a
 }
 
-func (s *Sim) insertKey(id string) {
-	i := searchKeys(s.keys, id)
-	if i < len(s.keys) && s.keys[i] == id {
-		return
+func rejected(id string) *answer {
+	return errAnswer(http.StatusBadRequest, "0x80040265", "ISV code aborted the operation: rejected record "+id)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
 	}
-	s.keys = append(s.keys, "")
-	copy(s.keys[i+1:], s.keys[i:])
-	s.keys[i] = id
+	return 0
 }
 
 func etag(v int64) string { return `W/"` + strconv.FormatInt(v, 10) + `"` }
@@ -305,49 +318,40 @@ func (s *Sim) updateMultiple(body []byte) *answer {
 	}
 	cost := s.cfg.Cost.BulkBase + time.Duration(len(req.Targets))*s.cfg.Cost.BulkPerRecord
 	s.c.kind("updateMultipleRecords", int64(len(req.Targets)))
+	fail := func(a *answer) *answer { a.cost = cost; return a }
 	s.mu.Lock()
-	next := make([]record, len(req.Targets))
+	defer s.mu.Unlock()
+	work := map[*record]*record{} // a working copy per record, so repeated targets compose
 	ids := make([]string, len(req.Targets))
 	for i, t := range req.Targets {
 		if t["@odata.type"] != "Microsoft.Dynamics.CRM.account" {
-			s.mu.Unlock()
-			a := errAnswer(http.StatusBadRequest, "0x80048d19", "The property '@odata.type' is required on every item of Targets.")
-			a.cost = cost
-			return a
+			return fail(errAnswer(http.StatusBadRequest, "0x80048d19", fmt.Sprintf("Error identified in Payload provided by the user for Entity :'accounts': the property '@odata.type' of Targets[%d] must be 'Microsoft.Dynamics.CRM.account'.", i)))
 		}
 		id, _ := t["accountid"].(string)
 		id = strings.ToLower(id)
-		rec, ok := s.recs[id]
-		if !ok {
-			s.mu.Unlock()
-			a := errAnswer(http.StatusNotFound, "0x80040217", fmt.Sprintf("account With Ids = %s Do Not Exist", id))
-			a.cost = cost
-			return a
+		rec := s.tab.lookup(id)
+		if rec == nil {
+			return fail(notFound(id))
 		}
 		if s.faults.rejects(id) {
-			s.mu.Unlock()
-			a := errAnswer(http.StatusBadRequest, "0x80040265", "ISV code aborted the operation: rejected record "+id)
-			a.cost = cost
-			return a
+			return fail(rejected(id))
 		}
-		next[i] = *rec
-		if err := next[i].apply(t); err != nil {
-			s.mu.Unlock()
-			a := errAnswer(http.StatusBadRequest, "0x0", err.Error()+" (record "+id+")")
-			a.cost = cost
-			return a
+		w := work[rec]
+		if w == nil {
+			cp := *rec
+			w = &cp
+			work[rec] = w
+		}
+		if err := w.apply(t); err != nil {
+			return fail(errAnswer(http.StatusBadRequest, "0x0", err.Error()))
 		}
 		ids[i] = id
 	}
 	now := time.Now().UnixNano()
-	for i, id := range ids {
-		next[i].version++
-		next[i].modified = now
-		*s.recs[id] = next[i]
-	}
-	s.mu.Unlock()
-	for _, id := range ids {
-		s.c.wrote(id)
+	for rec, w := range work {
+		w.version = rec.version + 1
+		w.modified = now
+		*rec = *w
 	}
 	return &answer{status: http.StatusNoContent, header: http.Header{}, cost: cost, writes: ids}
 }
@@ -357,17 +361,20 @@ func (s *Sim) action(id, name string) *answer {
 	if name != "dvb_RecalculateScore" {
 		return errAnswer(http.StatusNotFound, "0x8006088a", fmt.Sprintf("Resource not found for the segment 'Microsoft.Dynamics.CRM.%s'.", name))
 	}
+	if s.faults.rejects(id) {
+		return rejected(id)
+	}
 	s.mu.Lock()
-	rec, ok := s.recs[id]
-	if ok {
-		rec.description = "recalculated"
+	rec := s.tab.lookup(id)
+	if rec != nil {
+		rec.setString("description", "recalculated")
 		rec.version++
+		rec.modified = time.Now().UnixNano()
 	}
 	s.mu.Unlock()
-	if !ok {
+	if rec == nil {
 		return notFound(id)
 	}
-	s.c.wrote(id)
 	return &answer{status: http.StatusNoContent, header: http.Header{}, cost: s.cfg.Cost.Action, writes: []string{id}}
 }
 

@@ -5,12 +5,11 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 )
-
-func searchKeys(keys []string, id string) int { return sort.SearchStrings(keys, id) }
 
 func withETag(id string, row map[string]any) map[string]any {
 	row["@odata.etag"] = etag(row["versionnumber"].(int64))
@@ -83,32 +82,48 @@ func (s *Sim) query(r *http.Request) *answer {
 			page, _ = strconv.Atoi(pm[1])
 		}
 	}
-	s.mu.RLock()
-	keys := s.keys
-	if ids := inIDs(q.Get("$filter")); ids != nil {
-		keys = ids // a lookup by ids need not scan the table
-	}
 	var rows []map[string]any
 	last, more := "", false
-	for i := searchKeys(keys, after); i < len(keys); i++ {
-		id := keys[i]
-		if id <= after {
-			continue
-		}
-		rec, ok := s.recs[id]
-		if !ok {
-			continue
-		}
+	// take adds a matching row; it reports false once the page is full and one more matched.
+	take := func(id string, rec *record) bool {
 		row := rec.toMap(id)
 		if !pred(row) {
-			continue
+			return true
 		}
 		if len(rows) == size {
 			more = true
-			break
+			return false
 		}
 		rows = append(rows, selectCols(withETag(id, row), sel))
 		last = id
+		return true
+	}
+	s.mu.RLock()
+	if ids := inIDs(q.Get("$filter")); ids != nil {
+		// A lookup by ids reads just those records, in key order.
+		for _, id := range ids {
+			if rec := s.tab.lookup(id); rec != nil && id > after && !take(id, rec) {
+				break
+			}
+		}
+	} else {
+		start := 0
+		if after != "" {
+			k, ok := parseKey(after)
+			if !ok {
+				s.mu.RUnlock()
+				return errAnswer(http.StatusBadRequest, "0x0", "Invalid $skiptoken.")
+			}
+			start = s.tab.search(k)
+			if start < len(s.tab.keys) && s.tab.keys[start] == k {
+				start++
+			}
+		}
+		for i := start; i < len(s.tab.keys); i++ {
+			if rec := &s.tab.recs[i]; !rec.has(deleted) && !take(s.tab.keys[i].String(), rec) {
+				break
+			}
+		}
 	}
 	s.mu.RUnlock()
 	out := map[string]any{"@odata.context": "https://sim/api/data/v9.2/$metadata#accounts", "value": rows}
@@ -364,5 +379,5 @@ func inIDs(f string) []string {
 		ids = append(ids, strings.ToLower(strings.Trim(strings.TrimSpace(v), "'")))
 	}
 	sort.Strings(ids)
-	return ids
+	return slices.Compact(ids)
 }

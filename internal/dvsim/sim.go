@@ -4,18 +4,28 @@
 // request-count and execution-time limits over a sliding window, 429 with a growing Retry-After,
 // x-ms-dop-hint, an ARRAffinity cookie), with a cost model, a time scale and fault injection.
 //
-// One deliberate deviation: with TimeScale > 1 the Retry-After header carries real (scaled) seconds
-// with three decimals, because scaled windows are shorter than the one-second resolution.
+// The table is a sorted array of 128-bit keys with 48-byte records beside it (64 bytes a record;
+// seeded names derive from the record's index), so a million records take about 64 MB and a page
+// costs O(page) from the key after the paging cookie.
+//
+// Deliberate deviations:
+//   - with TimeScale != 1 the Retry-After header carries real (scaled) seconds with three
+//     decimals, because scaled windows are shorter than its one-second resolution; with
+//     TimeScale 1 it is integer seconds as Dataverse sends it. x-ms-ratelimit-time-remaining
+//     likewise reports real (scaled) seconds.
+//   - a Faults().Storm's Retry-After is the storm's remaining time (at least one scaled second)
+//     and does not grow, so a storm ends when it says it does.
+//   - RequestsDuringRetryAfter identifies a client by its x-ms-client-session-id (else its user),
+//     and ignores requests arriving within a short delivery grace after the 429 was written.
 package dvsim
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,96 +103,69 @@ func (c *Config) defaults() {
 	d(&k.Action, 20*time.Millisecond)
 }
 
-// record is one account, compact so a million fit in memory.
-type record struct {
-	name, website, description string
-	employees                  int64
-	revenue                    float64
-	industry                   int64
-	hasIndustry, hasEmployees  bool
-	hasRevenue                 bool
-	state                      int8
-	version                    int64
-	modified                   int64
-	writes                     int32
-}
-
 // Sim is a simulated Dataverse environment.
 type Sim struct {
 	cfg Config
 
-	mu   sync.RWMutex
-	recs map[string]*record
-	keys []string // sorted ids, including deleted ones (skipped when read)
+	mu  sync.RWMutex
+	tab table
 
 	servers []*server
 	rr      atomic.Uint64
-	blocks  sync.Map // user -> *block: Retry-After windows delivered to the user
+	blocks  sync.Map // client -> *block: Retry-After windows delivered to the client
 	faults  Faults
 	c       counters
 }
 
-// AccountID is the deterministic id of record i.
-func AccountID(i int) string {
-	h := sha256.Sum256([]byte(fmt.Sprintf("dvsim-account-%d", i)))
-	b := h[:16]
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	s := hex.EncodeToString(b)
-	return s[:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
-}
+var industries = []int32{1, 2, 3, 6, 7, 9, 12, 19, 25, 33}
 
-var industries = []int64{1, 2, 3, 6, 7, 9, 12, 19, 25, 33}
-
-// New seeds a simulator.
+// New seeds a simulator: records 0..Accounts-1 are active, the next InactiveAccounts inactive.
 func New(cfg Config) *Sim {
 	cfg.defaults()
-	s := &Sim{cfg: cfg, recs: make(map[string]*record, cfg.Accounts+cfg.InactiveAccounts)}
+	n := cfg.Accounts + cfg.InactiveAccounts
+	s := &Sim{cfg: cfg}
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x5eed))
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
-	for i := 0; i < cfg.Accounts+cfg.InactiveAccounts; i++ {
-		id := AccountID(i)
-		r := &record{name: fmt.Sprintf("Account %06d", i), website: fmt.Sprintf("https://account%06d.example.com", i),
-			employees: int64(rng.IntN(5000)), hasEmployees: true, revenue: float64(rng.IntN(100000000)) / 100, hasRevenue: true,
-			description: "", version: 1000 + int64(i), modified: base}
+	type seeded struct {
+		k key
+		r record
+	}
+	rows := make([]seeded, n)
+	for i := range rows {
+		r := record{seq: int32(i), employees: int32(rng.IntN(5000)), revenue: float64(rng.IntN(100000000)) / 100,
+			flags: hasEmployees | hasRevenue, version: 1000 + int64(i), modified: base}
 		if rng.IntN(4) > 0 {
-			r.industry, r.hasIndustry = industries[rng.IntN(len(industries))], true
+			r.industry, r.flags = industries[rng.IntN(len(industries))], r.flags|hasIndustry
 		}
 		if i >= cfg.Accounts {
 			r.state = 1
 		}
+		k := accountKey(i)
 		if cfg.Init != nil {
+			id := k.String()
 			m := r.toMap(id)
 			cfg.Init(i, id, m)
 			if err := r.apply(m); err != nil {
 				panic(fmt.Sprintf("dvsim: Init for record %d: %v", i, err))
 			}
 		}
-		s.recs[id] = r
-		s.keys = append(s.keys, id)
+		rows[i] = seeded{k, r}
 	}
-	sort.Strings(s.keys)
+	slices.SortFunc(rows, func(a, b seeded) int {
+		if a.k.less(b.k) {
+			return -1
+		}
+		return 1
+	})
+	s.tab.keys = make([]key, n)
+	s.tab.recs = make([]record, n)
+	for i, row := range rows {
+		s.tab.keys[i], s.tab.recs[i] = row.k, row.r
+	}
 	for i := 0; i < cfg.Servers; i++ {
 		s.servers = append(s.servers, &server{idx: i, users: map[string]*userState{}})
 	}
 	return s
-}
-
-func (r *record) toMap(id string) map[string]any {
-	m := map[string]any{"accountid": id, "name": r.name, "websiteurl": r.website, "description": r.description,
-		"numberofemployees": nil, "revenue": nil, "industrycode": nil, "statecode": int(r.state), "statuscode": int(r.state) + 1,
-		"_ownerid_value": "00000000-0000-0000-0000-0000000000aa", "versionnumber": r.version,
-		"modifiedon": time.Unix(0, r.modified).UTC().Format(time.RFC3339)}
-	if r.hasEmployees {
-		m["numberofemployees"] = int(r.employees)
-	}
-	if r.hasRevenue {
-		m["revenue"] = r.revenue
-	}
-	if r.hasIndustry {
-		m["industrycode"] = int(r.industry)
-	}
-	return m
 }
 
 // Start serves the simulator on a loopback port; the returned URL is the environment root.
@@ -200,11 +183,11 @@ func (s *Sim) Start() (string, func()) {
 func (s *Sim) Get(id string) (map[string]any, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	r, ok := s.recs[id]
-	if !ok {
+	r := s.tab.lookup(id)
+	if r == nil {
 		return nil, false
 	}
-	return r.toMap(id), true
+	return r.toMap(strings.ToLower(id)), true
 }
 
 // IDs lists the existing active (or inactive) record ids in key order.
@@ -212,9 +195,9 @@ func (s *Sim) IDs(active bool) []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []string
-	for _, id := range s.keys {
-		if r, ok := s.recs[id]; ok && (r.state == 0) == active {
-			out = append(out, id)
+	for i := range s.tab.recs {
+		if r := &s.tab.recs[i]; !r.has(deleted) && (r.state == 0) == active {
+			out = append(out, s.tab.keys[i].String())
 		}
 	}
 	return out
@@ -224,14 +207,15 @@ func (s *Sim) IDs(active bool) []string {
 func (s *Sim) Delete(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.recs, id)
+	s.tab.remove(id)
 }
 
-// Edit changes a record as a person would: values change and the ETag moves on.
+// Edit changes a record as a person would: values change and the ETag moves on. Unknown columns
+// and ill-typed values are ignored.
 func (s *Sim) Edit(id string, fields map[string]any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r, ok := s.recs[id]; ok {
+	if r := s.tab.lookup(id); r != nil {
 		_ = r.apply(fields)
 		r.version++
 		r.modified = time.Now().UnixNano()

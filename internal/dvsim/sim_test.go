@@ -3,6 +3,7 @@ package dvsim_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -18,7 +19,7 @@ import (
 
 var accounts = dataverse.Table{EntitySet: "accounts", LogicalName: "account", Key: "accountid"}
 
-func client(t *testing.T, url string) *dataverse.Client {
+func client(t testing.TB, url string) *dataverse.Client {
 	t.Helper()
 	c, err := dataverse.New(dataverse.Config{URL: url, MaxConcurrency: 16, Logger: zerolog.Nop(), RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond})
 	if err != nil {
@@ -203,15 +204,19 @@ func TestAffinityCookiePinsOneServer(t *testing.T) {
 }
 
 func TestDocumentedBatchAcceptedVerbatimAndLFRejected(t *testing.T) {
-	raw, err := os.ReadFile("../dataverse/testdata/batch_request.http")
+	rawReq, err := os.ReadFile("../dataverse/testdata/batch_request.http")
 	if err != nil {
 		t.Skip("fixture not found")
 	}
-	_, body, _ := strings.Cut(strings.ReplaceAll(string(raw), "\r\n", "\n"), "\n\n")
+	// The fixture is the reference's §4.4 request byte for byte: request line, headers, CRLF CRLF, body.
+	_, body, ok := strings.Cut(string(rawReq), "\r\n\r\n")
+	if !ok {
+		t.Fatal("fixture has no CRLF header/body separator")
+	}
 	sim := dvsim.New(dvsim.Config{Accounts: 1})
 	url, stop := sim.Start()
 	defer stop()
-	post := func(b string) (*http.Response, string) {
+	post := func(b string) (int, string) {
 		req, _ := http.NewRequest(http.MethodPost, url+"/api/data/v9.2/$batch", strings.NewReader(b))
 		req.Header.Set("Content-Type", `multipart/mixed; boundary="batch_6f1d2e"`)
 		req.Header.Set("Prefer", "odata.continue-on-error")
@@ -220,20 +225,20 @@ func TestDocumentedBatchAcceptedVerbatimAndLFRejected(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		buf := new(strings.Builder)
-		_, _ = fmt.Fprint(buf, "")
-		bb := make([]byte, 1<<16)
-		n, _ := resp.Body.Read(bb)
-		return resp, string(bb[:n])
+		out, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(out)
 	}
-	resp, out := post(strings.ReplaceAll(body, "\n", "\r\n"))
-	if resp.StatusCode != 200 || !strings.Contains(out, "HTTP/1.1 404 Not Found") || strings.Count(out, "0x80040217") != 2 {
-		t.Fatalf("CRLF batch: %d\n%s", resp.StatusCode, out)
+	status, out := post(body)
+	if status != 200 || strings.Count(out, "HTTP/1.1 404 Not Found\r\n") != 2 || strings.Count(out, "0x80040217") != 2 || !strings.HasSuffix(out, "--\r\n") {
+		t.Fatalf("CRLF batch: %d\n%s", status, out)
 	}
-	if resp, out = post(body); resp.StatusCode != 400 || !strings.Contains(out, "0x80048d19") {
-		t.Fatalf("LF-only batch: %d %s", resp.StatusCode, out)
+	if status, out = post(strings.ReplaceAll(body, "\r\n", "\n")); status != 400 || !strings.Contains(out, "0x80048d19") || !strings.Contains(out, "Stream was not readable.") {
+		t.Fatalf("LF-only batch: %d %s", status, out)
 	}
-	if sim.Counters().Creates != 0 {
+	if sim.Counters().Creates != 0 || sim.Counters().Writes != 0 {
 		t.Fatal("If-Match: * created records")
 	}
 }

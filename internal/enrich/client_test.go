@@ -1,220 +1,247 @@
-package enrich_test
+package enrich
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"dvbulk/internal/enrich"
 	"dvbulk/internal/enrich/enrichsim"
 )
 
-func ids(n int) []enrich.Record {
-	out := make([]enrich.Record, n)
-	for i := range out {
-		out[i] = enrich.Record{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1), Input: map[string]any{"name": fmt.Sprint("Account ", i)}}
-	}
-	return out
-}
-
-func newClient(t *testing.T, url string, mod func(*enrich.Config)) *enrich.Client {
-	t.Helper()
-	cfg := enrich.Config{URL: url, BatchSize: 25, Concurrency: 8, Timeout: 2 * time.Second, MaxRetries: 4}
-	if mod != nil {
-		mod(&cfg)
-	}
-	c, err := enrich.New(cfg)
+func TestEnrichAgainstSimulator(t *testing.T) {
+	sim, url := startSim(t, enrichsim.Config{})
+	cfg := testConfig(url)
+	cfg.Concurrency = 4
+	c := newClient(t, cfg)
+	recs := records(260)
+	res, err := c.Enrich(context.Background(), recs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	requireAllOK(t, recs, res)
+	for i, r := range res {
+		want := enrichsim.Truth(r.ID)
+		n, ok := r.Fields["numberofemployees"].(json.Number)
+		if !ok || n.String() != fmt.Sprint(want["numberofemployees"]) {
+			t.Fatalf("result %d: numberofemployees %#v, want json.Number %v", i, r.Fields["numberofemployees"], want["numberofemployees"])
+		}
+		if _, err := n.Int64(); err != nil {
+			t.Fatalf("result %d: integer did not survive decoding: %v", i, err)
+		}
+		rev, _ := r.Fields["revenue"].(json.Number).Float64()
+		if rev != want["revenue"] || fmt.Sprint(r.Fields["industrycode"]) != fmt.Sprint(want["industrycode"]) ||
+			r.Fields["description"] != want["description"] || len(r.Fields) != len(want) {
+			t.Fatalf("result %d: fields %v, want %v", i, r.Fields, want)
+		}
+	}
+	sc, st := sim.Counters(), c.Stats()
+	if sc.Requests != 11 || st.Requests != 11 || sc.Records != 260 || st.Records != 260 {
+		t.Errorf("sim saw %d requests / %d records, client sent %d / %d; want ceil(260/25)=11 / 260",
+			sc.Requests, sc.Records, st.Requests, st.Records)
+	}
+	if st.Enriched != 260 || st.Failures != 0 || st.Retries != 0 || sc.Throttled != 0 {
+		t.Errorf("stats %+v, sim %+v: want 260 enriched and nothing else", st, sc)
+	}
+	if sc.PeakConcurrency > 4 || st.PeakInFlight > 4 {
+		t.Errorf("peak concurrency sim %d / client %d, above the client's 4", sc.PeakConcurrency, st.PeakInFlight)
+	}
+	if sc.DuplicateCalls != 0 || sim.CallsByID(recs[7].ID) != 1 {
+		t.Errorf("ids asked about more than once: %d", sc.DuplicateCalls)
+	}
 }
 
-func TestEnrichAgainstSimulator(t *testing.T) {
-	sim := enrichsim.New(enrichsim.Config{TimeScale: 20, MaxConcurrency: 4})
-	url, stop := sim.Start()
-	defer stop()
-	c := newClient(t, url, func(c *enrich.Config) { c.Concurrency = 4 })
-	recs := ids(260)
+// TestRequestShape pins the wire format: method, headers and body, with input columns in name
+// order and the record's id winning over an input column called "id".
+func TestRequestShape(t *testing.T) {
+	var mu sync.Mutex
+	var got []*http.Request
+	var bodies []string
+	srv := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got, bodies = append(got, r), append(bodies, string(b))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"results":[{"id":"A1","fields":{"n":1}},{"id":"b2","fields":null}]}`)
+	})
+	cfg := testConfig(srv.URL + "/enrich?v=1")
+	c := newClient(t, cfg)
+	recs := []Record{
+		{ID: "a1", Input: map[string]any{"websiteurl": "https://contoso.com", "name": "Contoso", "id": "spoof"}},
+		{ID: "b2", Input: map[string]any{"name": nil}},
+	}
+	res, err := c.Enrich(context.Background(), recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d requests, want 1", len(got))
+	}
+	r := got[0]
+	if r.Method != http.MethodPost || r.URL.Path != "/enrich" || r.URL.RawQuery != "v=1" ||
+		r.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("request %s %s, Content-Type %q", r.Method, r.URL, r.Header.Get("Content-Type"))
+	}
+	want := `{"records":[{"id":"a1","name":"Contoso","websiteurl":"https://contoso.com"},{"id":"b2","name":null}]}`
+	if bodies[0] != want {
+		t.Errorf("body\n%s\nwant\n%s", bodies[0], want)
+	}
+	// Ids match case-insensitively (GUIDs); fields null is a success with nothing to write.
+	if res[0].Err != "" || res[0].Fields["n"] != json.Number("1") || res[1].Err != "" || res[1].Fields == nil || len(res[1].Fields) != 0 {
+		t.Errorf("results %+v", res)
+	}
+}
+
+func TestBatching(t *testing.T) {
+	for _, tt := range []struct{ n, batch, want int }{
+		{0, 25, 0}, {1, 25, 1}, {24, 25, 1}, {25, 25, 1}, {26, 25, 2}, {260, 25, 11}, {7, 1, 7}, {10, 3, 4},
+	} {
+		t.Run(fmt.Sprintf("%d records by %d", tt.n, tt.batch), func(t *testing.T) {
+			sim, url := startSim(t, enrichsim.Config{TimeScale: 1000})
+			cfg := testConfig(url)
+			cfg.BatchSize = tt.batch
+			c := newClient(t, cfg)
+			recs := records(tt.n)
+			res, err := c.Enrich(context.Background(), recs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			requireAllOK(t, recs, res)
+			if got := sim.Counters().Requests; got != int64(tt.want) {
+				t.Errorf("%d requests, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestConcurrencySharedByCallers: three callers on one client together never exceed its
+// Concurrency, and do use it.
+func TestConcurrencySharedByCallers(t *testing.T) {
+	sim, url := startSim(t, enrichsim.Config{TimeScale: 10}) // 120 ms + 2 ms/record, /10
+	cfg := testConfig(url)
+	cfg.BatchSize, cfg.Concurrency = 2, 3
+	c := newClient(t, cfg)
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			recs := records(24)
+			res, err := c.Enrich(context.Background(), recs)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for _, r := range res {
+				if r.Err != "" {
+					t.Errorf("%s: %s", r.ID, r.Err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	sc := sim.Counters()
+	if sc.PeakConcurrency > 3 || c.Stats().PeakInFlight > 3 {
+		t.Errorf("peak in flight: sim %d, client %d; limit 3", sc.PeakConcurrency, c.Stats().PeakInFlight)
+	}
+	if sc.PeakConcurrency < 2 {
+		t.Errorf("peak in flight %d: the callers were serialised", sc.PeakConcurrency)
+	}
+	if sc.Requests != 36 || sc.Throttled != 0 {
+		t.Errorf("%d requests (%d throttled), want 3*24/2 = 36", sc.Requests, sc.Throttled)
+	}
+}
+
+// TestRPSLimit counts arrivals: with RPS 20 (burst 2), 30 requests cannot arrive in less than
+// (30-2)/20 s, and no one-second window holds more than 20 + burst.
+func TestRPSLimit(t *testing.T) {
+	var mu sync.Mutex
+	var at []time.Time
+	srv := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		at = append(at, time.Now())
+		mu.Unlock()
+		answerAll(w, r)
+	})
+	cfg := testConfig(srv.URL)
+	cfg.BatchSize, cfg.Concurrency, cfg.RPS = 1, 8, 20
+	c := newClient(t, cfg)
+	recs := records(30)
+	res, err := c.Enrich(context.Background(), recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireAllOK(t, recs, res)
+	if len(at) != 30 {
+		t.Fatalf("%d arrivals, want 30", len(at))
+	}
+	if span := at[len(at)-1].Sub(at[0]); span < 1300*time.Millisecond {
+		t.Errorf("30 requests arrived within %s; at 20/s they need at least 1.4 s", span)
+	}
+	for i := range at {
+		n := 0
+		for j := i; j < len(at) && at[j].Sub(at[i]) < time.Second; j++ {
+			n++
+		}
+		if n > 23 {
+			t.Errorf("%d requests within one second from arrival %d; limit 20/s + burst 2", n, i)
+		}
+	}
+}
+
+func TestCancel(t *testing.T) {
+	sim, url := startSim(t, enrichsim.Config{TimeScale: 1000})
+	sim.Faults().Slow(10 * time.Second)
+	cfg := testConfig(url)
+	cfg.BatchSize, cfg.Concurrency = 5, 2
+	c := newClient(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	recs := records(40)
+	start := time.Now()
+	res, err := c.Enrich(ctx, recs)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("error %v, want the context's deadline", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Enrich returned %s after the deadline", took)
+	}
+	if len(res) != len(recs) {
+		t.Fatalf("%d results for %d records", len(res), len(recs))
+	}
+	for i, r := range res {
+		if r.ID != recs[i].ID || r.Err != ReasonCanceled || !r.Retryable {
+			t.Fatalf("result %d: %+v, want retryable %q", i, r, ReasonCanceled)
+		}
+	}
+	if sim.Counters().Requests > 2 {
+		t.Errorf("%d requests started; only 2 may be in flight and none may start after cancellation", sim.Counters().Requests)
+	}
+}
+
+// TestEncodeFailureIsPerRecord: a record that cannot be sent fails alone.
+func TestEncodeFailureIsPerRecord(t *testing.T) {
+	_, url := startSim(t, enrichsim.Config{TimeScale: 1000})
+	c := newClient(t, testConfig(url))
+	recs := records(4)
+	recs[1].Input["name"] = math.NaN()
+	recs[2].ID = ""
 	res, err := c.Enrich(context.Background(), recs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, r := range res {
-		if r.ID != recs[i].ID || r.Err != "" {
-			t.Fatalf("result %d: %+v", i, r)
-		}
-		want := enrichsim.Truth(r.ID)
-		if fmt.Sprint(r.Fields["numberofemployees"]) != fmt.Sprint(want["numberofemployees"]) || r.Fields["description"] != want["description"] {
-			t.Fatalf("result %d fields %v, want %v", i, r.Fields, want)
+		bad := i == 1 || i == 2
+		if (r.Err != "") != bad || r.Retryable {
+			t.Errorf("result %d: %+v (bad input: %v)", i, r, bad)
 		}
 	}
-	sc := sim.Counters()
-	if sc.Requests != 11 || sc.Throttled != 0 {
-		t.Errorf("sim saw %d requests (%d throttled), want ceil(260/25)=11 and none throttled", sc.Requests, sc.Throttled)
+	if st := c.Stats(); st.Requests != 1 || st.Records != 2 || st.Failures != 2 {
+		t.Errorf("stats %+v, want 1 request carrying the 2 good records", st)
 	}
-	if sc.PeakConcurrency > 4 {
-		t.Errorf("peak concurrency %d above the client's 4", sc.PeakConcurrency)
-	}
-	if _, isNum := res[0].Fields["numberofemployees"].(json.Number); !isNum {
-		t.Errorf("numbers decoded as %T, want json.Number", res[0].Fields["numberofemployees"])
-	}
-}
-
-func TestPerRecordFailures(t *testing.T) {
-	sim := enrichsim.New(enrichsim.Config{TimeScale: 50})
-	url, stop := sim.Start()
-	defer stop()
-	recs := ids(10)
-	sim.Faults().NoMatch(recs[1].ID)
-	sim.Faults().Missing(recs[2].ID)
-	sim.Faults().UnknownIDs.Store(1)
-	c := newClient(t, url, func(c *enrich.Config) { c.BatchSize = 10 })
-	res, _ := c.Enrich(context.Background(), recs)
-	if res[1].Err != "no match" || res[1].Retryable {
-		t.Errorf("record 1: %+v, want a permanent 'no match'", res[1])
-	}
-	if !strings.Contains(res[2].Err, "missing") {
-		t.Errorf("record 2: %+v, want missing from results", res[2])
-	}
-	for _, i := range []int{0, 3, 9} {
-		if res[i].Err != "" {
-			t.Errorf("record %d failed: %s", i, res[i].Err)
-		}
-	}
-	if c.Stats().UnknownIDs != 1 {
-		t.Errorf("unknown ids counted %d, want 1", c.Stats().UnknownIDs)
-	}
-}
-
-// TestRetryAfterPausesEveryRequest: after a 429 with Retry-After no request reaches the service
-// until the pause is over, and everything succeeds afterwards.
-func TestRetryAfterPausesEveryRequest(t *testing.T) {
-	var mu sync.Mutex
-	var throttledAt time.Time
-	var early atomic.Int64
-	var calls atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := calls.Add(1)
-		mu.Lock()
-		if !throttledAt.IsZero() && time.Since(throttledAt) < 290*time.Millisecond {
-			early.Add(1)
-		}
-		if n == 1 {
-			throttledAt = time.Now()
-			mu.Unlock()
-			w.Header().Set("Retry-After", "0.3")
-			w.WriteHeader(http.StatusTooManyRequests)
-			return
-		}
-		mu.Unlock()
-		var req struct {
-			Records []map[string]any `json:"records"`
-		}
-		_ = json.NewDecoder(r.Body).Decode(&req)
-		out := []map[string]any{}
-		for _, rec := range req.Records {
-			out = append(out, map[string]any{"id": rec["id"], "fields": map[string]any{"description": "x"}})
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"results": out})
-	}))
-	defer srv.Close()
-	c := newClient(t, srv.URL, func(c *enrich.Config) { c.BatchSize, c.Concurrency = 1, 1 })
-	res, _ := c.Enrich(context.Background(), ids(6))
-	for _, r := range res {
-		if r.Err != "" {
-			t.Fatalf("%s: %s", r.ID, r.Err)
-		}
-	}
-	if early.Load() != 0 {
-		t.Errorf("%d requests arrived inside the Retry-After window", early.Load())
-	}
-}
-
-func TestTransientThenPermanent(t *testing.T) {
-	sim := enrichsim.New(enrichsim.Config{TimeScale: 50})
-	url, stop := sim.Start()
-	defer stop()
-	sim.Faults().ServerErrors.Store(2)
-	sim.Faults().Malformed.Store(1)
-	c := newClient(t, url, func(c *enrich.Config) { c.BatchSize = 5 })
-	res, _ := c.Enrich(context.Background(), ids(5))
-	for _, r := range res {
-		if r.Err != "" {
-			t.Fatalf("after transient faults: %+v", r)
-		}
-	}
-	// A 4xx fails that request's records with a reason and is not retried.
-	c2 := newClient(t, url, func(c *enrich.Config) { c.BatchSize = 30 }) // over the sim's 25 per request
-	before := sim.Counters().Requests
-	res, _ = c2.Enrich(context.Background(), ids(30))
-	if !strings.Contains(res[0].Err, "400") || res[0].Retryable {
-		t.Errorf("got %+v, want a permanent failure naming the 400", res[0])
-	}
-	if n := sim.Counters().Requests - before; n != 1 {
-		t.Errorf("4xx retried: %d requests", n)
-	}
-	// Retry budget spent: records come back retryable.
-	sim.Faults().ServerErrors.Store(100)
-	c3 := newClient(t, url, func(c *enrich.Config) { c.MaxRetries = 1 })
-	res, _ = c3.Enrich(context.Background(), ids(1))
-	if !res[0].Retryable || res[0].Err == "" {
-		t.Errorf("got %+v, want a retryable failure after the budget", res[0])
-	}
-}
-
-func TestAPIKeySentAndNeverLogged(t *testing.T) {
-	const key = "s3cr3t-key-value"
-	sim := enrichsim.New(enrichsim.Config{TimeScale: 50, APIKey: key, APIKeyHeader: "x-company-key"})
-	url, stop := sim.Start()
-	defer stop()
-	var logs bytes.Buffer
-	c := newClient(t, url, func(c *enrich.Config) {
-		c.APIKey, c.APIKeyHeader, c.Logger = key, "x-company-key", zerolog.New(&logs).Level(zerolog.TraceLevel)
-	})
-	res, _ := c.Enrich(context.Background(), ids(3))
-	if res[0].Err != "" {
-		t.Fatalf("with the key: %s", res[0].Err)
-	}
-	bad := newClient(t, url, func(c *enrich.Config) {
-		c.APIKey, c.APIKeyHeader, c.Logger = "wrong-"+key, "x-company-key", zerolog.New(&logs)
-	})
-	res, _ = bad.Enrich(context.Background(), ids(1))
-	if !strings.Contains(res[0].Err, "401") {
-		t.Errorf("wrong key: %+v", res[0])
-	}
-	if strings.Contains(logs.String(), key) || strings.Contains(res[0].Err, key) {
-		t.Error("the API key leaked into logs or errors")
-	}
-}
-
-func TestConfigValidation(t *testing.T) {
-	for _, tt := range []enrich.Config{{URL: "http://example.com/enrich"}, {URL: "ftp://x"}, {URL: "http://127.0.0.1/x", BatchSize: -1}} {
-		if _, err := enrich.New(tt); err == nil {
-			t.Errorf("New(%+v) accepted", tt)
-		}
-	}
-}
-
-func FuzzDecodeResponse(f *testing.F) {
-	f.Add([]byte(`{"results":[{"id":"a","fields":{"n":1}},{"id":"b","error":"no match"}]}`))
-	f.Add([]byte(`{"results":[]}`))
-	f.Add([]byte(`{"results":[{"id":"a","fields":"x"}]}`))
-	f.Add([]byte(`[1,2]`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := enrich.DecodeResponse(data)
-		if err == nil && r == nil {
-			t.Fatal("nil response without error")
-		}
-	})
 }

@@ -1,0 +1,131 @@
+package enrich
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Config configures a Client. Zero values take the documented defaults; negative values are
+// refused by New.
+type Config struct {
+	URL          string // the service endpoint; https unless the host is loopback
+	APIKey       string // optional; sent only in APIKeyHeader, never logged or put in errors
+	APIKeyHeader string // default "x-api-key"
+
+	BatchSize   int     // records per request (default 1)
+	Concurrency int     // requests in flight at once, shared by every caller of the Client (default 8)
+	RPS         float64 // requests per second towards the service (0 = unlimited)
+
+	Timeout    time.Duration // per attempt (default 30s)
+	MaxRetries int           // retries of one request after transient failures (default 6; zero means the default)
+	// BackoffBase and BackoffMax shape the capped exponential backoff between retries
+	// (defaults 250ms and 10s). A throttled answer's Retry-After replaces the backoff.
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+
+	HTTPClient *http.Client // default: a client whose transport keeps Concurrency idle connections
+	Logger     zerolog.Logger
+}
+
+// ErrConfig is wrapped by every error New returns.
+var ErrConfig = errors.New("invalid enrichment configuration")
+
+func (c Config) withDefaults() Config {
+	if c.APIKeyHeader == "" {
+		c.APIKeyHeader = "x-api-key"
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 1
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 8
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 30 * time.Second
+	}
+	if c.MaxRetries == 0 {
+		c.MaxRetries = 6
+	}
+	if c.BackoffBase == 0 {
+		c.BackoffBase = 250 * time.Millisecond
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = 10 * time.Second
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("enrich: %s %s: %w", field, fmt.Sprintf(format, args...), ErrConfig)
+	}
+	if c.URL == "" {
+		return bad("URL", "is required")
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return bad("URL", "is not a URL")
+	}
+	switch {
+	case u.Host == "":
+		return bad("URL", "has no host")
+	case u.Scheme == "https":
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	default:
+		return bad("URL", "must use https unless the host is loopback (got scheme %q)", u.Scheme)
+	}
+	if c.APIKeyHeader != "" && !isToken(c.APIKeyHeader) {
+		return bad("APIKeyHeader", "is not a valid header name")
+	}
+	if strings.ContainsAny(c.APIKey, "\r\n\x00") {
+		return bad("APIKey", "contains control characters") // the key itself is not repeated
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"BatchSize", int64(c.BatchSize)}, {"Concurrency", int64(c.Concurrency)},
+		{"Timeout", int64(c.Timeout)}, {"MaxRetries", int64(c.MaxRetries)},
+		{"BackoffBase", int64(c.BackoffBase)}, {"BackoffMax", int64(c.BackoffMax)},
+	} {
+		if f.v <= 0 {
+			return bad(f.name, "must be greater than zero")
+		}
+	}
+	if c.RPS < 0 || math.IsNaN(c.RPS) || math.IsInf(c.RPS, 0) {
+		return bad("RPS", "must be a finite number, zero or more")
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// isToken reports whether s is an RFC 9110 token, i.e. usable as a header name.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case strings.ContainsRune("!#$%&'*+-.^_`|~", r):
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,359 @@
+package enrich
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"dvbulk/internal/enrich/enrichsim"
+)
+
+// TestRetryAfterHoldsEveryRequest: once a 429/503 with Retry-After has reached the client, no
+// request of that client reaches the service until the wait is over; then all succeed.
+func TestRetryAfterHoldsEveryRequest(t *testing.T) {
+	for _, status := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			const window = 300 * time.Millisecond
+			const grace = 50 * time.Millisecond // requests already on the wire when the 429 left
+			var mu sync.Mutex
+			var until, firstAnswered time.Time
+			var early, throttled int
+			srv := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				now := time.Now()
+				if !firstAnswered.IsZero() && now.After(firstAnswered.Add(grace)) && now.Before(until) {
+					early++
+				}
+				if until.IsZero() {
+					until = now.Add(window)
+				}
+				if now.Before(until) {
+					throttled++
+					if firstAnswered.IsZero() {
+						firstAnswered = now
+					}
+					mu.Unlock()
+					w.Header().Set("Retry-After", fmt.Sprintf("%.3f", until.Sub(now).Seconds()))
+					w.WriteHeader(status)
+					return
+				}
+				mu.Unlock()
+				answerAll(w, r)
+			})
+			cfg := testConfig(srv.URL)
+			cfg.BatchSize, cfg.Concurrency = 1, 4
+			c := newClient(t, cfg)
+			recs := records(12)
+			start := time.Now()
+			res, err := c.Enrich(context.Background(), recs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			requireAllOK(t, recs, res)
+			if early != 0 {
+				t.Errorf("%d requests arrived inside the Retry-After window", early)
+			}
+			if took := time.Since(start); took < window {
+				t.Errorf("finished after %s, before the %s Retry-After", took, window)
+			}
+			if st := c.Stats(); st.Throttled != int64(throttled) || st.Retries != int64(throttled) {
+				t.Errorf("stats %+v, want %d throttled and as many retries", st, throttled)
+			}
+		})
+	}
+}
+
+// TestThrottleBudget: waits the service asks for do not use up MaxRetries; a 429 without
+// Retry-After is an ordinary transient failure that does.
+func TestThrottleBudget(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		retryAfter string
+		wantOK     bool
+		wantCalls  int64
+	}{
+		{"with Retry-After", "0.01", true, 4},
+		{"without Retry-After", "", false, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls atomic.Int64
+			srv := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+				if calls.Add(1) <= 3 {
+					if tt.retryAfter != "" {
+						w.Header().Set("Retry-After", tt.retryAfter)
+					}
+					w.WriteHeader(http.StatusTooManyRequests)
+					return
+				}
+				answerAll(w, r)
+			})
+			cfg := testConfig(srv.URL)
+			cfg.MaxRetries = 1
+			c := newClient(t, cfg)
+			res, _ := c.Enrich(context.Background(), records(1))
+			if ok := res[0].Err == ""; ok != tt.wantOK || calls.Load() != tt.wantCalls {
+				t.Fatalf("result %+v after %d calls; want ok=%v after %d", res[0], calls.Load(), tt.wantOK, tt.wantCalls)
+			}
+			if !tt.wantOK && (!res[0].Retryable || !strings.Contains(res[0].Err, "429")) {
+				t.Errorf("result %+v, want a retryable failure naming the 429", res[0])
+			}
+		})
+	}
+}
+
+func TestSimulatorThrottle(t *testing.T) {
+	sim, url := startSim(t, enrichsim.Config{TimeScale: 1000})
+	sim.Faults().Throttle(200 * time.Millisecond)
+	c := newClient(t, testConfig(url))
+	recs := records(50)
+	res, err := c.Enrich(context.Background(), recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireAllOK(t, recs, res)
+	if sc := sim.Counters(); sc.Throttled == 0 || sc.Throttled > 4 {
+		t.Errorf("%d throttled answers: the client should have paused after the first ones", sc.Throttled)
+	}
+}
+
+func TestServerErrorsThenSuccess(t *testing.T) {
+	sim, url := startSim(t, enrichsim.Config{})
+	sim.Faults().ServerErrors.Store(2)
+	cfg := testConfig(url)
+	cfg.BatchSize = 5
+	c := newClient(t, cfg)
+	recs := records(5)
+	res, err := c.Enrich(context.Background(), recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireAllOK(t, recs, res)
+	if st, sc := c.Stats(), sim.Counters(); st.Retries != 2 || sc.Requests != 3 || sc.Errors != 2 {
+		t.Errorf("client %+v, sim %+v: want 2 retries over 3 requests", st, sc)
+	}
+}
+
+func TestRetryBudgetSpent(t *testing.T) {
+	sim, url := startSim(t, enrichsim.Config{})
+	sim.Faults().ServerErrors.Store(100)
+	cfg := testConfig(url)
+	cfg.BatchSize, cfg.MaxRetries = 3, 2
+	c := newClient(t, cfg)
+	res, err := c.Enrich(context.Background(), records(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if !r.Retryable || !strings.Contains(r.Err, "500 Internal Server Error") || !strings.Contains(r.Err, "after 3 attempts") {
+			t.Errorf("result %+v, want retryable, naming the 500 and the 3 attempts", r)
+		}
+	}
+	if n := sim.Counters().Requests; n != 3 {
+		t.Errorf("%d requests, want 1 + MaxRetries 2", n)
+	}
+}
+
+func TestTimeoutRetried(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		hangs  int64
+		wantOK bool
+	}{
+		{"then success", 1, true},
+		{"budget spent", 100, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls atomic.Int64
+			srv := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+				if calls.Add(1) <= tt.hangs {
+					// With the body read, the server notices the client hanging up.
+					_, _ = io.Copy(io.Discard, r.Body)
+					select { // hang until the client gives up
+					case <-r.Context().Done():
+					case <-time.After(5 * time.Second):
+					}
+					return
+				}
+				answerAll(w, r)
+			})
+			cfg := testConfig(srv.URL)
+			cfg.Timeout, cfg.MaxRetries = 100*time.Millisecond, 2
+			c := newClient(t, cfg)
+			res, err := c.Enrich(context.Background(), records(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantOK {
+				if res[0].Err != "" || calls.Load() != 2 || c.Stats().Retries != 1 {
+					t.Errorf("result %+v after %d calls, want success on the second", res[0], calls.Load())
+				}
+				return
+			}
+			if !res[0].Retryable || !strings.Contains(res[0].Err, "timed out after 100ms") || calls.Load() != 3 {
+				t.Errorf("result %+v after %d calls, want a retryable timeout after 3", res[0], calls.Load())
+			}
+		})
+	}
+}
+
+// TestNetworkErrorRetried: a refused connection is transient, and its reason does not repeat
+// the URL (whose query may hold a secret).
+func TestNetworkErrorRetried(t *testing.T) {
+	srv := fakeServer(t, answerAll)
+	url := srv.URL + "/enrich?code=secret-in-query"
+	srv.Close()
+	cfg := testConfig(url)
+	cfg.MaxRetries = 1
+	c := newClient(t, cfg)
+	res, _ := c.Enrich(context.Background(), records(1))
+	if !res[0].Retryable || !strings.Contains(res[0].Err, "enrichment request failed") {
+		t.Errorf("result %+v, want a retryable network failure", res[0])
+	}
+	if strings.Contains(res[0].Err, "secret-in-query") {
+		t.Errorf("reason %q repeats the URL's query", res[0].Err)
+	}
+	if st := c.Stats(); st.Requests != 2 || st.Retries != 1 {
+		t.Errorf("stats %+v, want 2 attempts", st)
+	}
+}
+
+// TestClientErrorFailsOnlyThatRequest: a 4xx fails the records of its request, once, with a
+// one-line, size-limited excerpt of the body; other requests are unaffected.
+func TestClientErrorFailsOnlyThatRequest(t *testing.T) {
+	var calls atomic.Int64
+	srv := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		var req wireRequest
+		if err := decodeJSON(r, &req); err == nil {
+			for _, rec := range req.Records {
+				if rec["id"] == "bad" {
+					w.WriteHeader(http.StatusBadRequest)
+					fmt.Fprint(w, "{\"error\":\"name\n\tis invalid\",\"detail\":\""+strings.Repeat("x", 5000)+"\"}")
+					return
+				}
+			}
+		}
+		writeResults(w, req)
+	})
+	cfg := testConfig(srv.URL)
+	cfg.BatchSize = 2
+	c := newClient(t, cfg)
+	recs := records(6)
+	recs[2].ID = "bad"
+	res, err := c.Enrich(context.Background(), recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if i != 2 && i != 3 {
+			if r.Err != "" {
+				t.Errorf("record %d of another request failed: %s", i, r.Err)
+			}
+			continue
+		}
+		if r.Retryable || !strings.HasPrefix(r.Err, `enrichment service returned 400 Bad Request: {"error":"name is invalid"`) {
+			t.Errorf("record %d: %+v, want a permanent failure with status and excerpt", i, r)
+		}
+		if strings.ContainsAny(r.Err, "\n\t") || len([]rune(r.Err)) > 300 {
+			t.Errorf("record %d: reason not a short single line (%d runes)", i, len([]rune(r.Err)))
+		}
+	}
+	if calls.Load() != 3 {
+		t.Errorf("%d requests, want 3 (a 4xx is not retried)", calls.Load())
+	}
+}
+
+func TestSimulatorRejectsOversizedRequest(t *testing.T) {
+	sim, url := startSim(t, enrichsim.Config{MaxRecordsPerRequest: 10})
+	cfg := testConfig(url)
+	cfg.BatchSize = 11
+	c := newClient(t, cfg)
+	res, _ := c.Enrich(context.Background(), records(11))
+	if !strings.Contains(res[0].Err, "400") || !strings.Contains(res[0].Err, "at most 10") || res[0].Retryable {
+		t.Errorf("result %+v, want a permanent 400 naming the limit", res[0])
+	}
+	if sim.Counters().Requests != 1 {
+		t.Errorf("%d requests, want 1", sim.Counters().Requests)
+	}
+}
+
+func TestMalformedResponse(t *testing.T) {
+	t.Run("once, then fine", func(t *testing.T) {
+		sim, url := startSim(t, enrichsim.Config{})
+		sim.Faults().Malformed.Store(1)
+		c := newClient(t, testConfig(url))
+		recs := records(3)
+		res, _ := c.Enrich(context.Background(), recs)
+		requireAllOK(t, recs, res)
+		if c.Stats().Retries != 1 || sim.Counters().Requests != 2 {
+			t.Errorf("stats %+v, want one retry", c.Stats())
+		}
+	})
+	t.Run("always", func(t *testing.T) {
+		sim, url := startSim(t, enrichsim.Config{})
+		sim.Faults().Malformed.Store(100)
+		cfg := testConfig(url)
+		cfg.MaxRetries = 2
+		c := newClient(t, cfg)
+		res, _ := c.Enrich(context.Background(), records(3))
+		for _, r := range res {
+			if !r.Retryable || !strings.HasPrefix(r.Err, MalformedPrefix) {
+				t.Errorf("result %+v, want retryable %q...", r, MalformedPrefix)
+			}
+		}
+		if sim.Counters().Requests != 3 {
+			t.Errorf("%d requests, want 3", sim.Counters().Requests)
+		}
+	})
+}
+
+func TestPerRecordAnswers(t *testing.T) {
+	sim, url := startSim(t, enrichsim.Config{})
+	recs := records(10)
+	f := sim.Faults()
+	f.NoMatch(recs[1].ID)
+	f.Missing(recs[2].ID)
+	f.WrongType(recs[3].ID)
+	f.ExtraFields(recs[4].ID)
+	f.Duplicate(recs[5].ID)
+	f.UnknownIDs.Store(3)
+	cfg := testConfig(url)
+	cfg.BatchSize = 4 // three requests, each carrying an unknown id
+	c := newClient(t, cfg)
+	res, err := c.Enrich(context.Background(), recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[1].Err != "no match" || res[1].Retryable || res[1].Fields != nil {
+		t.Errorf("no match: %+v", res[1])
+	}
+	if res[2].Err != ReasonMissing || res[2].Retryable {
+		t.Errorf("missing: %+v", res[2])
+	}
+	// Validation is the caller's: wrong types and extra fields pass through untouched.
+	want := enrichsim.Truth(recs[3].ID)
+	if got := res[3].Fields["numberofemployees"]; res[3].Err != "" || got != fmt.Sprintf("about %v", want["numberofemployees"]) {
+		t.Errorf("wrong type: %+v", res[3])
+	}
+	if f := res[4].Fields; res[4].Err != "" || f["ownerid"] == nil || f["_parentaccountid_value"] == nil || f["statecode"] != jsonNumber("1") {
+		t.Errorf("extra fields: %+v", res[4])
+	}
+	if res[5].Err != "" || res[5].Fields["description"] != enrichsim.Truth(recs[5].ID)["description"] {
+		t.Errorf("duplicate: %+v, want the first answer", res[5])
+	}
+	for _, i := range []int{0, 6, 7, 8, 9} {
+		if res[i].Err != "" {
+			t.Errorf("record %d: %s", i, res[i].Err)
+		}
+	}
+	st := c.Stats()
+	if st.UnknownIDs != 3 || st.DuplicateResults != 1 || st.Failures != 2 || st.Enriched != 8 {
+		t.Errorf("stats %+v, want 3 unknown ids, 1 duplicate, 2 failures, 8 enriched", st)
+	}
+}
