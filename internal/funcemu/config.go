@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -25,6 +26,9 @@ type hostConfig struct {
 	maxDequeue        int
 	visibility        time.Duration
 	base64            bool
+	executable        string   // customHandler.description.defaultExecutablePath (as written)
+	arguments         []string // customHandler.description.arguments, %SETTING% expanded
+	workingDir        string   // customHandler.description.workingDirectory, absolute; "" = app root
 }
 
 type binding struct {
@@ -42,9 +46,19 @@ type function struct {
 	outputs []binding
 }
 
+func (f function) hasOutput(name string) bool {
+	for _, b := range f.outputs {
+		if b.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 var settingRE = regexp.MustCompile(`%([A-Za-z0-9_]+)%`)
 
-// resolve replaces %SETTING% with its value from env (later entries win).
+// resolve replaces %SETTING% with its value from env, the app settings (later entries win; an
+// unknown setting becomes empty).
 func resolve(s string, env []string) string {
 	return settingRE.ReplaceAllStringFunc(s, func(m string) string {
 		name := m[1 : len(m)-1]
@@ -54,27 +68,32 @@ func resolve(s string, env []string) string {
 				val = v
 			}
 		}
-		if val == "" {
-			val = os.Getenv(name)
-		}
 		return val
 	})
 }
 
-// timeSpan parses "hh:mm:ss" (and "d.hh:mm:ss").
+// timeSpan parses a .NET TimeSpan as host.json writes it: "[d.]hh:mm:ss[.fffffff]".
 func timeSpan(s string) (time.Duration, bool) {
-	days := 0
-	if d, rest, ok := strings.Cut(s, "."); ok && !strings.Contains(d, ":") {
-		if _, err := fmt.Sscanf(d, "%d", &days); err != nil {
-			return 0, false
-		}
-		s = rest
-	}
-	var h, m, sec int
-	if n, err := fmt.Sscanf(s, "%d:%d:%d", &h, &m, &sec); err != nil || n != 3 {
+	s = strings.TrimSpace(s)
+	var days int64
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
 		return 0, false
 	}
-	return time.Duration(days*24+h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(sec)*time.Second, true
+	if d, h, ok := strings.Cut(parts[0], "."); ok {
+		n, err := strconv.ParseInt(d, 10, 32)
+		if err != nil {
+			return 0, false
+		}
+		days, parts[0] = n, h
+	}
+	h, err1 := strconv.ParseInt(parts[0], 10, 32)
+	m, err2 := strconv.ParseInt(parts[1], 10, 32)
+	sec, err3 := strconv.ParseFloat(parts[2], 64)
+	if err1 != nil || err2 != nil || err3 != nil || h < 0 || m < 0 || sec < 0 {
+		return 0, false
+	}
+	return time.Duration(days*24+h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(sec*float64(time.Second)), true
 }
 
 func readApp(root string, env []string) (hostConfig, []function, error) {
@@ -85,7 +104,14 @@ func readApp(root string, env []string) (hostConfig, []function, error) {
 	}
 	var h struct {
 		FunctionTimeout string `json:"functionTimeout"`
-		Extensions      struct {
+		CustomHandler   struct {
+			Description struct {
+				DefaultExecutablePath string   `json:"defaultExecutablePath"`
+				WorkingDirectory      string   `json:"workingDirectory"`
+				Arguments             []string `json:"arguments"`
+			} `json:"description"`
+		} `json:"customHandler"`
+		Extensions struct {
 			Queues struct {
 				BatchSize         *int   `json:"batchSize"`
 				NewBatchThreshold *int   `json:"newBatchThreshold"`
@@ -98,8 +124,24 @@ func readApp(root string, env []string) (hostConfig, []function, error) {
 	if err := json.Unmarshal(data, &h); err != nil {
 		return hc, nil, fmt.Errorf("funcemu: host.json: %w", err)
 	}
-	if d, ok := timeSpan(h.FunctionTimeout); ok {
+	switch d, ok := timeSpan(h.FunctionTimeout); {
+	case ok:
 		hc.functionTimeout = d
+	case strings.TrimSpace(h.FunctionTimeout) == "-1":
+		hc.functionTimeout = 0 // unbounded
+	case h.FunctionTimeout != "":
+		return hc, nil, fmt.Errorf("funcemu: host.json: functionTimeout %q is not hh:mm:ss", h.FunctionTimeout)
+	}
+	desc := h.CustomHandler.Description
+	hc.executable = resolve(desc.DefaultExecutablePath, env)
+	for _, a := range desc.Arguments {
+		hc.arguments = append(hc.arguments, resolve(a, env))
+	}
+	if wd := resolve(desc.WorkingDirectory, env); wd != "" {
+		if !filepath.IsAbs(wd) {
+			wd = filepath.Join(root, wd)
+		}
+		hc.workingDir = wd
 	}
 	q := h.Extensions.Queues
 	if q.BatchSize != nil {
@@ -111,7 +153,11 @@ func readApp(root string, env []string) (hostConfig, []function, error) {
 	if q.MaxDequeueCount != nil {
 		hc.maxDequeue = *q.MaxDequeueCount
 	}
-	if d, ok := timeSpan(q.VisibilityTimeout); ok {
+	if q.VisibilityTimeout != "" {
+		d, ok := timeSpan(q.VisibilityTimeout)
+		if !ok {
+			return hc, nil, fmt.Errorf("funcemu: host.json: visibilityTimeout %q is not hh:mm:ss", q.VisibilityTimeout)
+		}
 		hc.visibility = d
 	}
 	if strings.EqualFold(q.MessageEncoding, "none") {
@@ -119,7 +165,7 @@ func readApp(root string, env []string) (hostConfig, []function, error) {
 	}
 	entries, err := os.ReadDir(root)
 	if err != nil {
-		return hc, nil, err
+		return hc, nil, fmt.Errorf("funcemu: %w", err)
 	}
 	var fns []function
 	for _, e := range entries {
@@ -141,14 +187,18 @@ func readApp(root string, env []string) (hostConfig, []function, error) {
 			b.QueueName = strings.ToLower(resolve(b.QueueName, env))
 			b.Schedule = resolve(b.Schedule, env)
 			switch {
-			case b.Direction == "in" && (b.Type == "timerTrigger" || b.Type == "queueTrigger"):
+			case strings.EqualFold(b.Direction, "in") && strings.EqualFold(b.Type, "timerTrigger"):
+				b.Type = "timerTrigger"
 				fn.trigger = b
-			case b.Direction == "out" && b.Type == "queue":
+			case strings.EqualFold(b.Direction, "in") && strings.EqualFold(b.Type, "queueTrigger"):
+				b.Type = "queueTrigger"
+				fn.trigger = b
+			case strings.EqualFold(b.Direction, "out") && strings.EqualFold(b.Type, "queue"):
 				fn.outputs = append(fn.outputs, b)
 			}
 		}
 		if fn.trigger.Type == "" {
-			return hc, nil, fmt.Errorf("funcemu: %s has no timer or queue trigger", e.Name())
+			continue // other triggers (HTTP, ...) are not emulated
 		}
 		fns = append(fns, fn)
 	}

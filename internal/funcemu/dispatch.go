@@ -3,11 +3,14 @@ package funcemu
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
 // Run polls every queue-trigger function's queue and delivers visible messages to live instances,
-// each running at most batchSize+newBatchThreshold invocations at once, until ctx ends.
+// each instance running at most batchSize+newBatchThreshold invocations of a function at once, until
+// ctx ends. Invocations still running then are abandoned like a host shutdown: their messages are
+// neither deleted nor released. Run returns ctx.Err() once its deliveries have returned.
 func (h *Host) Run(ctx context.Context) error {
 	t := time.NewTicker(h.opts.Poll)
 	defer t.Stop()
@@ -22,6 +25,18 @@ func (h *Host) Run(ctx context.Context) error {
 	}
 }
 
+// delivery is one dequeued message on its way to an instance.
+type delivery struct {
+	fn      function
+	inst    *instance
+	gen     int
+	port    int
+	m       *message
+	dequeue int // m.dequeue when leased: identifies this lease
+	inv     *Invocation
+	payload []byte
+}
+
 func (h *Host) dispatch(ctx context.Context) {
 	limit := h.cfg.batchSize + h.cfg.newBatchThreshold
 	for _, fn := range h.fns {
@@ -29,143 +44,132 @@ func (h *Host) dispatch(ctx context.Context) {
 			continue
 		}
 		q := fn.trigger.QueueName
-		for {
-			h.mu.Lock()
-			var inst *instance
-			for _, in := range h.instances {
-				if in.alive && in.running < limit && (inst == nil || in.running < inst.running) {
-					inst = in
-				}
-			}
-			m := h.nextVisible(q)
-			if inst == nil || m == nil {
-				h.mu.Unlock()
+		for ctx.Err() == nil {
+			d, more := h.next(fn, q, limit)
+			if !more {
 				break
 			}
-			now := time.Now()
-			m.dequeue++
-			m.visibleAt = now.Add(h.opts.Lease)
-			m.pop = newGUID()
-			body, ok := h.decode(m)
-			if !ok || m.dequeue > h.cfg.maxDequeue {
-				// Undecodable under base64 encoding, or dequeued too often: straight to poison, unrun.
-				h.poison(q, m)
-				h.mu.Unlock()
-				continue
+			if d == nil {
+				continue // poisoned without invoking
 			}
-			m.owner = inst
-			inst.running++
+			h.begin(d.inst, d.inv)
 			h.pending.Add(1)
-			h.mu.Unlock()
-			go h.deliver(ctx, fn, inst, m, body)
+			go h.deliver(ctx, d)
 		}
 	}
 }
 
-func (h *Host) nextVisible(q string) *message {
-	now := time.Now()
-	for _, m := range h.queues[q] {
-		if !m.visibleAt.After(now) {
-			return m
-		}
-	}
-	return nil
-}
-
-func (h *Host) remove(q string, m *message) {
-	msgs := h.queues[q]
-	for i, x := range msgs {
-		if x == m {
-			h.queues[q] = append(msgs[:i:i], msgs[i+1:]...)
-			return
-		}
-	}
-}
-
-// poison moves a message to <queue>-poison (there is none for a queue that is itself a poison queue:
-// the message is then left invisible).
-func (h *Host) poison(q string, m *message) {
-	if len(q) > 7 && q[len(q)-7:] == "-poison" {
-		m.visibleAt = time.Now().Add(24 * time.Hour)
-		return
-	}
-	h.remove(q, m)
-	now := time.Now()
-	h.queues[q+"-poison"] = append(h.queues[q+"-poison"], &message{id: m.id, stored: m.stored, inserted: now, visibleAt: now})
-}
-
-func (h *Host) deliver(ctx context.Context, fn function, inst *instance, m *message, body string) {
-	defer h.pending.Done()
-	inv := &Invocation{ID: newGUID(), Function: fn.name, Instance: inst.idx, MessageID: m.id, DequeueCount: m.dequeue, Body: body, Start: time.Now()}
-	h.track(inst, inv, true)
-	payload := queuePayload(fn, m, body)
-
-	// Renew the lease at half its length while the invocation runs on a live instance.
-	stop := make(chan struct{})
-	go func() {
-		t := time.NewTicker(h.opts.Lease / 2)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				h.mu.Lock()
-				if inst.alive && m.owner == inst {
-					m.visibleAt = time.Now().Add(h.opts.Lease)
-				}
-				h.mu.Unlock()
-			}
-		}
-	}()
-	res, err := h.post(context.WithoutCancel(ctx), inst, fn.name, payload, inv)
-	close(stop)
-	if err != nil {
-		inv.Err = err.Error()
-	}
+// next leases the next visible message of q for the least busy live instance. more is false when
+// there is no message or no free instance; d is nil when the message went straight to poison.
+func (h *Host) next(fn function, q string, limit int) (d *delivery, more bool) {
 	h.mu.Lock()
-	inst.running--
-	crashed := !inst.alive
-	h.mu.Unlock()
-	switch {
-	case crashed && err != nil:
-		// The process died: nothing deletes or releases the message; its lease lapses.
-		h.mu.Lock()
-		if m.owner == inst {
-			m.owner = nil
-		}
-		h.mu.Unlock()
-	case err == nil:
-		h.applyOutputs(fn, res, inv)
-		h.mu.Lock()
-		if m.owner == inst {
-			h.remove(fn.trigger.QueueName, m)
-		}
-		h.mu.Unlock()
-	default:
-		h.mu.Lock()
-		if m.owner == inst {
-			m.owner = nil
-			if m.dequeue >= h.cfg.maxDequeue {
-				h.poison(fn.trigger.QueueName, m)
-			} else {
-				m.visibleAt = time.Now().Add(h.cfg.visibility)
-			}
-		}
-		h.mu.Unlock()
+	defer h.mu.Unlock()
+	inst := h.pick(fn.name, limit)
+	if inst == nil {
+		return nil, false
 	}
-	h.track(inst, inv, false)
+	m := h.dequeue(q)
+	if m == nil {
+		return nil, false
+	}
+	body, ok := h.decode(m)
+	switch {
+	case !ok:
+		h.hostLine("Message decoding has failed! Check MessageEncoding settings. MessageId=%s", m.id)
+		h.poison(q, m)
+		return nil, true
+	case m.dequeue > h.cfg.maxDequeue:
+		h.hostLine("Message %s has DequeueCount %d > maxDequeueCount %d: moved to %s-poison", m.id, m.dequeue, h.cfg.maxDequeue, q)
+		h.poison(q, m)
+		return nil, true
+	}
+	m.owner = inst
+	inst.running[fn.name]++
+	d = &delivery{fn: fn, inst: inst, gen: inst.gen, port: inst.port, m: m, dequeue: m.dequeue,
+		payload: queuePayload(fn, m, body)}
+	d.inv = &Invocation{ID: newGUID(), Function: fn.name, Instance: inst.idx, MessageID: m.id,
+		DequeueCount: m.dequeue, Body: body, Start: time.Now()}
+	return d, true
 }
 
-// Drain waits until every trigger queue is empty and nothing is in flight for idle.
+// holds reports whether d still holds its message's lease (nobody dequeued it since); h.mu held.
+func (d *delivery) holds() bool { return d.m.owner == d.inst && d.m.dequeue == d.dequeue }
+
+func (h *Host) deliver(ctx context.Context, d *delivery) {
+	defer h.pending.Done()
+	stop := make(chan struct{})
+	renewed := make(chan struct{})
+	go h.renew(d, stop, renewed)
+	r := h.invoke(ctx, d.port, d.fn, d.inv.ID, d.payload, d.inv.Start)
+	close(stop)
+	<-renewed
+
+	h.mu.Lock()
+	d.inst.running[d.fn.name]--
+	dead := d.inst.gen != d.gen || !d.inst.alive
+	q := d.fn.trigger.QueueName
+	switch {
+	case r.err == nil:
+		// Outputs are bound before the trigger message is completed.
+		for _, b := range d.fn.outputs {
+			for _, msg := range r.outputs[b.Name] {
+				h.put(b.QueueName, msg, true)
+			}
+		}
+		if d.holds() {
+			h.remove(q, d.m)
+		}
+	case dead || ctx.Err() != nil:
+		// The process (or the host) is gone: nothing deletes or releases the message; its lease lapses.
+		if d.holds() {
+			d.m.owner = nil
+		}
+	case d.holds():
+		d.m.owner = nil
+		if d.m.dequeue >= h.cfg.maxDequeue {
+			h.hostLine("Message %s failed %d times: moved to %s-poison", d.m.id, d.m.dequeue, q)
+			h.poison(q, d.m)
+		} else {
+			d.m.visibleAt = time.Now().Add(h.cfg.visibility) // "let someone else try"
+		}
+	}
+	h.mu.Unlock()
+	h.end(d.inst, d.inv, r)
+}
+
+// renew extends d's lease every Lease/2 while its invocation runs on a live, unfrozen instance.
+func (h *Host) renew(d *delivery, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(h.opts.Lease / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			h.mu.Lock()
+			if d.inst.gen == d.gen && d.inst.alive && !d.inst.paused && d.holds() {
+				d.m.visibleAt = time.Now().Add(h.opts.Lease)
+				d.m.pop = newGUID()
+			}
+			h.mu.Unlock()
+		}
+	}
+}
+
+// Drain returns nil once every queue-trigger queue has been empty (leased messages count as pending)
+// and no invocation has been in flight for idle. It needs Run (or FireTimer) to make progress; it
+// returns an error when ctx ends first.
 func (h *Host) Drain(ctx context.Context, idle time.Duration) error {
-	quietSince := time.Time{}
+	var quietSince time.Time
+	t := time.NewTicker(h.opts.Poll)
+	defer t.Stop()
 	for {
 		h.mu.Lock()
-		busy := false
+		busy, left := false, 0
 		for _, fn := range h.fns {
-			if fn.trigger.Type == "queueTrigger" && len(h.queues[fn.trigger.QueueName]) > 0 {
-				busy = true
+			if fn.trigger.Type == "queueTrigger" {
+				left += len(h.queues[fn.trigger.QueueName])
 			}
 		}
 		for _, in := range h.instances {
@@ -175,7 +179,7 @@ func (h *Host) Drain(ctx context.Context, idle time.Duration) error {
 		}
 		h.mu.Unlock()
 		switch {
-		case busy:
+		case busy || left > 0:
 			quietSince = time.Time{}
 		case quietSince.IsZero():
 			quietSince = time.Now()
@@ -184,8 +188,11 @@ func (h *Host) Drain(ctx context.Context, idle time.Duration) error {
 		}
 		select {
 		case <-ctx.Done():
-			return errors.Join(errors.New("funcemu: queues did not drain"), ctx.Err())
-		case <-time.After(h.opts.Poll):
+			return fmt.Errorf("funcemu: drain (%d messages left): %w", left, errors.Join(ErrNotDrained, ctx.Err()))
+		case <-t.C:
 		}
 	}
 }
+
+// ErrNotDrained is returned by Drain when its context ends first.
+var ErrNotDrained = errors.New("funcemu: queues did not drain")

@@ -65,13 +65,6 @@ func sysObject(method string) json.RawMessage {
 	})
 }
 
-// TimerOptions shape a timer invocation.
-type TimerOptions struct {
-	PastDue    bool      // the catch-up invocation after a missed occurrence
-	NullStatus bool      // schedule monitor off: ScheduleStatus is null
-	Next       time.Time // the occurrence being fired (default: now)
-}
-
 func timerPayload(fn function, o TimerOptions) []byte {
 	next := o.Next
 	if next.IsZero() {
@@ -112,28 +105,27 @@ func queuePayload(fn function, m *message, body string) []byte {
 		{"PopReceipt", doubled(m.pop)},
 		{"sys", sysObject(fn.name)},
 	}
-	var props map[string]json.RawMessage
-	dec := json.NewDecoder(strings.NewReader(body))
-	dec.UseNumber()
-	if strings.HasPrefix(strings.TrimSpace(body), "{") && dec.Decode(&props) == nil {
-		for _, k := range sortedKeys(props) {
-			v := bytes.TrimSpace(props[k])
-			if len(v) == 0 || v[0] == '[' || string(v) == "null" || strings.HasSuffix(strings.ToLower(k), "trigger") {
-				continue
+	for _, p := range members(body) {
+		v := bytes.TrimSpace(p.val)
+		if len(v) == 0 || v[0] == '[' || string(v) == "null" || strings.HasSuffix(strings.ToLower(p.key), "trigger") {
+			continue
+		}
+		var val json.RawMessage
+		if v[0] == '{' {
+			var c bytes.Buffer // JObject.FromObject: re-serialized compactly
+			_ = json.Compact(&c, v)
+			val = c.Bytes()
+		} else {
+			val = doubled(scalarString(v))
+		}
+		replaced := false
+		for i := range meta {
+			if strings.EqualFold(meta[i].key, p.key) {
+				meta[i].val, replaced = val, true // the binding data is case-insensitive
 			}
-			val := json.RawMessage(v)
-			if v[0] != '{' {
-				val = doubled(scalarString(v))
-			}
-			replaced := false
-			for i := range meta {
-				if strings.EqualFold(meta[i].key, k) {
-					meta[i].val, replaced = val, true
-				}
-			}
-			if !replaced {
-				meta = append(meta, kv{k, val})
-			}
+		}
+		if !replaced {
+			meta = append(meta, kv{p.key, val})
 		}
 	}
 	return object([]kv{
@@ -157,17 +149,30 @@ func scalarString(v json.RawMessage) string {
 	return string(v)
 }
 
-func sortedKeys(m map[string]json.RawMessage) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// members returns the top-level members of a JSON object in document order (as JObject keeps
+// them), or nil when body is not a JSON object.
+func members(body string) []kv {
+	if !strings.HasPrefix(strings.TrimSpace(body), "{") || !json.Valid([]byte(body)) {
+		return nil
 	}
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
+	dec := json.NewDecoder(strings.NewReader(body))
+	if _, err := dec.Token(); err != nil {
+		return nil
+	}
+	var out []kv
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
 		}
+		key, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil
+		}
+		out = append(out, kv{key, v})
 	}
-	return keys
+	return out
 }
 
 // outputMessages turns one Outputs value into queue message bodies per the host's rules

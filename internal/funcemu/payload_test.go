@@ -105,3 +105,22 @@ func TestOutputMessages(t *testing.T) {
 		}
 	}
 }
+
+func TestTimeSpan(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"00:10:00", 10 * time.Minute, true},
+		{"00:00:00.7", 700 * time.Millisecond, true},
+		{"1.02:00:30", 26*time.Hour + 30*time.Second, true},
+		{"10", 0, false},
+		{"", 0, false},
+	}
+	for _, tt := range tests {
+		if got, ok := timeSpan(tt.in); got != tt.want || ok != tt.ok {
+			t.Errorf("timeSpan(%q) = %s, %v; want %s, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}

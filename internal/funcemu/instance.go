@@ -1,0 +1,286 @@
+package funcemu
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+const (
+	readyPoll    = 25 * time.Millisecond // DefaultHttpWorkerService.IsWorkerReady
+	readyTimeout = 30 * time.Second      // HttpWorkerOptions.InitializationTimeout
+	stopGrace    = 10 * time.Second
+)
+
+// instance is one scaled-out worker: the handler process plus (conceptually) its host.
+type instance struct {
+	idx      int
+	gen      int // bumped on every launch, so a late result from a dead process is recognised
+	port     int
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when the process has exited and its output is drained
+	alive    bool          // ready and not signalled to die: may receive deliveries
+	paused   bool          // SIGSTOPped: the whole instance is frozen, leases are not renewed
+	running  map[string]int
+	inflight map[string]*Invocation
+}
+
+// Start launches every instance and waits until each answers GET /.
+func (h *Host) Start(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(h.instances))
+	for i := range h.instances {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = h.launch(ctx, i)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (h *Host) launch(ctx context.Context, i int) error {
+	port, err := freePort()
+	if err != nil {
+		return fmt.Errorf("funcemu: instance %d: port: %w", i, err)
+	}
+	worker := newGUID()
+	cmd := exec.Command(h.opts.Binary, h.cfg.arguments...)
+	cmd.Dir = h.opts.AppRoot
+	if h.cfg.workingDir != "" {
+		cmd.Dir = h.cfg.workingDir
+	}
+	cmd.Env = append(append(os.Environ(), h.opts.Env...),
+		fmt.Sprintf("FUNCTIONS_CUSTOMHANDLER_PORT=%d", port),
+		fmt.Sprintf("FUNCTIONS_HTTPWORKER_PORT=%d", port),
+		"FUNCTIONS_CUSTOMHANDLER_WORKER_ID="+worker,
+		"FUNCTIONS_HTTPWORKER_ID="+worker,
+		"FUNCTIONS_APP_ROOT_PATH="+h.opts.AppRoot)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("funcemu: instance %d: %w", i, err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("funcemu: start instance %d: %w", i, err)
+	}
+	done := make(chan struct{})
+	h.mu.Lock()
+	inst := h.instances[i]
+	inst.gen++
+	gen := inst.gen
+	inst.port, inst.cmd, inst.done, inst.alive, inst.paused = port, cmd, done, false, false
+	h.mu.Unlock()
+
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			h.writeLine(fmt.Sprintf("[%d] ", i), line)
+			if h.opts.OnLine != nil {
+				h.opts.OnLine(i, line)
+			}
+		}
+		_ = cmd.Wait()
+		h.mu.Lock()
+		if inst.gen == gen {
+			inst.alive = false // it died on its own (crash, exit)
+		}
+		h.mu.Unlock()
+		close(done)
+	}()
+
+	probe := &http.Client{Timeout: time.Second}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	deadline := time.NewTimer(readyTimeout)
+	defer deadline.Stop()
+	for {
+		if resp, err := probe.Get(url); err == nil {
+			resp.Body.Close() // any answer, 404 included, means ready
+			h.mu.Lock()
+			if inst.gen == gen {
+				inst.alive = true
+			}
+			h.mu.Unlock()
+			return nil
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("funcemu: instance %d exited during start", i)
+		case <-ctx.Done():
+			_ = cmd.Process.Kill()
+			<-done
+			return fmt.Errorf("funcemu: start instance %d: %w", i, ctx.Err())
+		case <-deadline.C:
+			_ = cmd.Process.Kill()
+			<-done
+			return fmt.Errorf("funcemu: instance %d not ready within %s", i, readyTimeout)
+		case <-time.After(readyPoll):
+		}
+	}
+}
+
+// signal sends sig to instance i and returns its exit channel.
+func (h *Host) signal(i int, sig syscall.Signal) (chan struct{}, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if i < 0 || i >= len(h.instances) || h.instances[i].cmd == nil {
+		return nil, fmt.Errorf("funcemu: no instance %d", i)
+	}
+	inst := h.instances[i]
+	select {
+	case <-inst.done:
+		return nil, fmt.Errorf("funcemu: instance %d is not running", i)
+	default:
+	}
+	switch sig {
+	case syscall.SIGKILL, syscall.SIGTERM:
+		inst.alive = false // no new deliveries; a killed one's messages keep their leases
+	case syscall.SIGSTOP:
+		inst.paused = true
+	case syscall.SIGCONT:
+		inst.paused = false
+	}
+	if err := inst.cmd.Process.Signal(sig); err != nil {
+		return nil, fmt.Errorf("funcemu: signal instance %d: %w", i, err)
+	}
+	return inst.done, nil
+}
+
+// Kill SIGKILLs instance i and waits for it to exit. Its in-flight messages are neither deleted nor
+// released: they reappear when their lease lapses, with DequeueCount+1.
+func (h *Host) Kill(i int) error {
+	done, err := h.signal(i, syscall.SIGKILL)
+	if err != nil {
+		return err
+	}
+	<-done
+	return nil
+}
+
+// Stop SIGTERMs instance i and waits for it to exit (SIGKILL after a grace period).
+func (h *Host) Stop(i int) error {
+	done, err := h.signal(i, syscall.SIGTERM)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-done:
+		return nil
+	case <-time.After(stopGrace):
+		return h.Kill(i)
+	}
+}
+
+// Restart starts a stopped or killed instance again (on a new port) and waits for readiness.
+func (h *Host) Restart(i int) error {
+	h.mu.Lock()
+	if i < 0 || i >= len(h.instances) {
+		h.mu.Unlock()
+		return fmt.Errorf("funcemu: no instance %d", i)
+	}
+	done := h.instances[i].done
+	h.mu.Unlock()
+	if done != nil {
+		select {
+		case <-done:
+		default:
+			return fmt.Errorf("funcemu: instance %d is still running", i)
+		}
+	}
+	return h.launch(context.Background(), i)
+}
+
+// Pause SIGSTOPs instance i. The whole instance counts as frozen: it gets no deliveries and its
+// leases are not renewed, so its messages go to other instances once their leases lapse.
+func (h *Host) Pause(i int) error {
+	_, err := h.signal(i, syscall.SIGSTOP)
+	return err
+}
+
+// Resume SIGCONTs a paused instance.
+func (h *Host) Resume(i int) error {
+	_, err := h.signal(i, syscall.SIGCONT)
+	return err
+}
+
+// Close stops every instance (SIGTERM, then SIGKILL after a grace period). It is idempotent.
+func (h *Host) Close() {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.closed = true
+	type proc struct {
+		p    *os.Process
+		done chan struct{}
+	}
+	var procs []proc
+	for _, inst := range h.instances {
+		if inst.cmd != nil {
+			inst.alive = false
+			procs = append(procs, proc{inst.cmd.Process, inst.done})
+		}
+	}
+	h.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, pr := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-pr.done:
+				return
+			default:
+			}
+			_ = pr.p.Signal(syscall.SIGCONT) // a stopped process cannot act on SIGTERM
+			_ = pr.p.Signal(syscall.SIGTERM)
+			select {
+			case <-pr.done:
+			case <-time.After(stopGrace):
+				_ = pr.p.Kill()
+				<-pr.done
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// pick returns the live, unpaused instance with the fewest running invocations of fn that is below
+// limit (limit <= 0: no limit), or nil. h.mu must be held.
+func (h *Host) pick(fn string, limit int) *instance {
+	var best *instance
+	for _, in := range h.instances {
+		if !in.alive || in.paused || (limit > 0 && in.running[fn] >= limit) {
+			continue
+		}
+		if best == nil || in.running[fn] < best.running[fn] {
+			best = in
+		}
+	}
+	return best
+}
