@@ -187,3 +187,34 @@ func TestDuplicateDelivery(t *testing.T) {
 		}
 	}
 }
+
+// TestChaosRandomKills: three instances, one of them SIGKILLed every second (and restarted) while the
+// run is under way, until the queue drains. Nothing is lost, nothing is created, and the summary adds up.
+func TestChaosRandomKills(t *testing.T) {
+	r := newRig(t, rigOptions{accounts: 5000, inactive: 50, instances: 3, env: []string{"DVBULK_CHUNK_SIZE=100", "DVBULK_LOG_LEVEL=info"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	run := r.planOnly(ctx)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = r.host.Run(runCtx) }()
+	kills := 0
+	for i := 0; i < 5; i++ {
+		time.Sleep(700 * time.Millisecond)
+		if s, err := job.ReadStatus(ctx, r.store, run); err == nil && s.Summary != nil {
+			break
+		}
+		victim := i % 3
+		if err := r.host.Kill(victim); err == nil {
+			kills++
+		}
+		time.Sleep(300 * time.Millisecond)
+		if err := r.host.Restart(victim); err != nil {
+			t.Fatalf("restart %d: %v", victim, err)
+		}
+	}
+	sum := r.waitSummary(ctx, run)
+	checkCounts(t, sum, 5000)
+	r.checkEnriched()
+	t.Logf("%d SIGKILLs; enrichment repeats %d; Dataverse record writes %d for %d changed accounts", kills, r.en.Counters().DuplicateCalls, r.dv.Counters().Writes, 4000)
+}
