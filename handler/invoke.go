@@ -127,20 +127,28 @@ func decodeQueue(req *invokeRequest, binding string) (QueueMessage, error) {
 		return QueueMessage{}, fmt.Errorf("%w: Data.%s: %v", errBadInvocation, binding, err)
 	}
 	m := QueueMessage{Body: body}
-	if v, ok := lookup(req.Metadata, "DequeueCount"); ok {
-		s := unquote(v)
-		if m.DequeueCount, err = strconv.Atoi(s); err != nil || m.DequeueCount < 0 {
-			return QueueMessage{}, fmt.Errorf("%w: Metadata.DequeueCount %q is not a count", errBadInvocation, s)
+	// The host copies a JSON message's top-level properties into the same case-insensitive Metadata:
+	// a property named like a host key (id, dequeueCount, ...) overwrote it, so that value is unknown.
+	host := func(key string) (string, bool) {
+		if hasTopLevelKey(body, key) {
+			return "", false
+		}
+		return unquoteKey(req.Metadata, key), true
+	}
+	if s, ok := host("DequeueCount"); ok && s != "" {
+		n, err := strconv.Atoi(s)
+		if err == nil && n >= 0 {
+			m.DequeueCount = n
 		}
 	}
-	m.PopReceipt = unquoteKey(req.Metadata, "PopReceipt")
-	m.InsertionTime = parseTime(unquoteKey(req.Metadata, "InsertionTime"))
-	m.ExpirationTime = parseTime(unquoteKey(req.Metadata, "ExpirationTime"))
-	m.NextVisibleTime = parseTime(unquoteKey(req.Metadata, "NextVisibleTime"))
-	// A message whose JSON has a top-level "id" overwrote Metadata.Id: the real message id is lost.
-	if !hasTopLevelKey(body, "id") {
-		m.ID = unquoteKey(req.Metadata, "Id")
-	}
+	m.PopReceipt, _ = host("PopReceipt")
+	t, _ := host("InsertionTime")
+	m.InsertionTime = parseTime(t)
+	t, _ = host("ExpirationTime")
+	m.ExpirationTime = parseTime(t)
+	t, _ = host("NextVisibleTime")
+	m.NextVisibleTime = parseTime(t)
+	m.ID, _ = host("Id")
 	return m, nil
 }
 

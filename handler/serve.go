@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -91,9 +90,8 @@ type server struct {
 	log     zerolog.Logger
 	timeout time.Duration // functionTimeout: each invocation must be done before it
 
-	base    context.Context // cancelled on shutdown so in-flight work checkpoints and returns
-	cancel  context.CancelFunc
-	running sync.WaitGroup
+	base   context.Context // cancelled on shutdown so in-flight work checkpoints and returns
+	cancel context.CancelFunc
 }
 
 func newServer(fns functions, log zerolog.Logger, functionTimeout time.Duration) *server {
@@ -140,8 +138,6 @@ func (s *server) invocationDeadline(now time.Time) time.Time {
 
 func (s *server) invoke(name string, call func(context.Context, *Invocation, *invokeRequest) (Result, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s.running.Add(1)
-		defer s.running.Done()
 		id := r.Header.Get("X-Azure-Functions-InvocationId")
 		log := s.log.With().Str("invocation_id", id).Str("function", name).Logger()
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
@@ -206,7 +202,8 @@ func writeBody(w http.ResponseWriter, status int, body []byte) {
 }
 
 // serve answers the host until ctx ends (SIGTERM), then cancels in-flight invocations so they
-// checkpoint, waits for them (bounded) and returns.
+// checkpoint, stops accepting new ones at once (Shutdown closes the listener), waits for the running
+// ones (bounded) and returns.
 func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 30 * time.Second}
 	errc := make(chan error, 1)
@@ -218,14 +215,11 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.log.Info().Msg("shutting down: checkpointing in-flight invocations")
 	s.cancel()
-	done := make(chan struct{})
-	go func() { s.running.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		s.log.Warn().Msg("in-flight invocations did not finish within 30s")
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return srv.Shutdown(sctx)
+	if err := srv.Shutdown(sctx); err != nil {
+		s.log.Warn().Err(err).Msg("in-flight invocations did not finish within 30s")
+		return srv.Close()
+	}
+	return nil
 }

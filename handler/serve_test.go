@@ -137,7 +137,6 @@ func TestFailurePolicy(t *testing.T) {
 		{"not JSON", "/ChunkQueue", "hello", nil, 400},
 		{"no Data", "/ChunkQueue", `{"Metadata":{}}`, nil, 400},
 		{"wrong binding", "/ChunkQueue", `{"Data":{"other":"\"x\""}}`, nil, 400},
-		{"bad dequeue count", "/ChunkQueue", `{"Data":{"message":"\"x\""},"Metadata":{"DequeueCount":"\"many\""}}`, nil, 400},
 		{"transient app error", "/ChunkQueue", string(fixture(t, "queue_text.json")), errors.New("storage unreachable"), 500},
 		{"deadline", "/EnrichTimer", string(fixture(t, "timer.json")), context.DeadlineExceeded, 503},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,8 +103,9 @@ func (q *LocalQueue) Run(ctx context.Context, first Result) error {
 					mu.Unlock()
 					return
 				}
-				m := pending[0]
-				pending = pending[1:]
+				i := pick(pending, 2*workers)
+				m := pending[i]
+				pending = append(pending[:i:i], pending[i+1:]...)
 				busy++
 				mu.Unlock()
 
@@ -146,4 +148,27 @@ func (q *LocalQueue) Run(ctx context.Context, first Result) error {
 	}
 	wg.Wait()
 	return ctx.Err()
+}
+
+// pick chooses the next message: the oldest one, except that a planning continuation waits while
+// enough chunk messages are queued. Planning is faster than processing; without this backpressure a
+// large run would be planned entirely into memory before most of it is processed.
+func pick(pending []localMsg, backlog int) int {
+	chunks, firstChunk, firstPlan := 0, -1, -1
+	for i, m := range pending {
+		if strings.Contains(m.body, `"kind":"plan"`) {
+			if firstPlan < 0 {
+				firstPlan = i
+			}
+			continue
+		}
+		chunks++
+		if firstChunk < 0 {
+			firstChunk = i
+		}
+	}
+	if firstChunk < 0 || (firstPlan >= 0 && chunks < backlog) {
+		return firstPlan
+	}
+	return firstChunk
 }
