@@ -267,6 +267,7 @@ func (p *parser) term() (func(map[string]any) bool, error) {
 	case strings.Contains(t, "/") || t == "sdkmessageid":
 		return nil, fmt.Errorf("navigation in $filter is not supported on accounts")
 	default:
+		//lint:ignore ST1005 the Web API's own message text
 		return nil, fmt.Errorf("Could not find a property named '%s' on type 'Microsoft.Dynamics.CRM.account'", t)
 	}
 }
@@ -280,6 +281,7 @@ func (p *parser) in() (func(map[string]any) bool, error) {
 	col, err := literal(p.next())
 	name, _ := col.(string)
 	if err != nil || columns[name] == "" {
+		//lint:ignore ST1005 the Web API's own message text
 		return nil, fmt.Errorf("In: unknown property %v", col)
 	}
 	for _, want := range []string{",", "PropertyValues", "=", "["} {
@@ -298,6 +300,7 @@ func (p *parser) in() (func(map[string]any) bool, error) {
 			p.next()
 		}
 		if p.i >= len(p.toks) {
+			//lint:ignore ST1005 the Web API's own message text
 			return nil, fmt.Errorf("In: unterminated value list")
 		}
 	}

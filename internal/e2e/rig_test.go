@@ -281,5 +281,3 @@ func customAppRoot(t *testing.T, queues map[string]any) string {
 	}
 	return dir
 }
-
-func decodeChunkForDebug(data []byte) (*job.Chunk, error) { return job.DecodeChunk(data) }

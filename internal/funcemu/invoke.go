@@ -52,10 +52,12 @@ func (h *Host) invoke(ctx context.Context, port int, fn function, id string, pay
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		// EnsureSuccessStatusCode: no outputs, Logs dropped.
+		//lint:ignore ST1005 the host's own message text
 		r.err = fmt.Errorf("Response status code does not indicate success: %d (%s)", resp.StatusCode, http.StatusText(resp.StatusCode))
 		return r
 	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/json" && mt != "text/json" {
+		//lint:ignore ST1005 the host's own message text
 		r.err = fmt.Errorf("Invalid HttpResponseMessage: unsupported media type %q", resp.Header.Get("Content-Type"))
 		return r
 	}
@@ -109,12 +111,14 @@ func parseResult(fn function, body []byte) ([]string, map[string][]string, error
 	var logs []string
 	if len(rawLogs) > 0 {
 		if err := json.Unmarshal(rawLogs, &logs); err != nil {
+			//lint:ignore ST1005 the host's own message text
 			return nil, nil, fmt.Errorf("Logs is not an array of strings: %w", err)
 		}
 	}
 	outputs := map[string]json.RawMessage{}
 	if len(rawOutputs) > 0 && string(rawOutputs) != "null" {
 		if err := json.Unmarshal(rawOutputs, &outputs); err != nil {
+			//lint:ignore ST1005 the host's own message text
 			return nil, nil, fmt.Errorf("Outputs is not an object: %w", err)
 		}
 	}

@@ -21,7 +21,6 @@ type fakeDV struct {
 	rows    map[string]map[string]any
 	version map[string]int
 	writes  map[string]int // id -> writes
-	creates int
 	pages   atomic.Int64
 	gets    atomic.Int64
 	failAll atomic.Bool // every write fails with ErrUnavailable
