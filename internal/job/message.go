@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"dvbulk/internal/dataverse"
 )
 
 // MessageVersion is the schema version of queue messages this build reads and writes.
@@ -133,11 +135,11 @@ func (m *Message) Validate() error {
 			return bad("a chunk carries 1-%d ids, got %d", MaxChunkSize, len(m.IDs))
 		}
 		seen := make(map[string]bool, len(m.IDs))
-		for i, id := range m.IDs {
-			if !isGUID(id) || id == "00000000-0000-0000-0000-000000000000" {
-				return bad("ids[%d] %q is not a GUID", i, truncate(id, 60))
+		for i, raw := range m.IDs {
+			id, err := dataverse.ParseID(raw)
+			if err != nil {
+				return bad("ids[%d] %q is not a GUID", i, truncate(raw, 60))
 			}
-			id = strings.ToLower(id)
 			if seen[id] {
 				return bad("ids[%d] %s is listed twice", i, id)
 			}
@@ -162,25 +164,6 @@ func (m *Message) Encode() (string, error) {
 		return "", fmt.Errorf("job: message for %s/%d is %d bytes after base64, over the %d-byte queue limit", m.Run, m.Seq, n, MaxMessageBytes)
 	}
 	return string(data), nil
-}
-
-func isGUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i, c := range s {
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func truncate(s string, n int) string {

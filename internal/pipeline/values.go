@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
+
+	"dvbulk/internal/dataverse"
 )
 
 // Column types, as declared by a job spec.
@@ -30,8 +31,10 @@ func Normalize(typ string, v any) (any, error) {
 			return s, nil
 		}
 	case TypeGUID:
-		if s, ok := v.(string); ok && isGUID(s) {
-			return strings.ToLower(s), nil
+		if s, ok := v.(string); ok {
+			if id, err := dataverse.ParseID(s); err == nil {
+				return id, nil
+			}
 		}
 	case TypeBool:
 		if b, ok := v.(bool); ok {
@@ -94,25 +97,6 @@ func describe(v any) string {
 		return "array"
 	}
 	return fmt.Sprintf("%T", v)
-}
-
-func isGUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i, c := range s {
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // Equal reports whether two normalized values of one column are the same.
