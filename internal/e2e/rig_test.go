@@ -156,6 +156,9 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("instance logs (tail):\n%s", tail(r.logs.String(), 60))
+			if p := os.Getenv("E2E_LOG_DUMP"); p != "" {
+				_ = os.WriteFile(p, []byte(r.logs.String()), 0o600)
+			}
 		}
 	})
 	return r
@@ -176,21 +179,40 @@ func (r *rig) runTimer(ctx context.Context) *job.Summary {
 
 func (r *rig) waitSummary(ctx context.Context, run string) *job.Summary {
 	r.t.Helper()
+	var last *job.Status
 	for {
 		s, err := job.ReadStatus(ctx, r.store, run)
 		if err == nil && s.Summary != nil {
 			return s.Summary
 		}
+		if err == nil {
+			last = s
+		}
 		select {
 		case <-ctx.Done():
 			st := "no status"
-			if s != nil && s.Progress != nil {
-				st = fmt.Sprintf("%d chunks done of %d, outcomes %v", s.Progress.Chunks, s.Manifest.NextSeq, s.Progress.Outcomes)
+			if last != nil && last.Progress != nil {
+				st = fmt.Sprintf("%d chunks done of %d, planning done %v, outcomes %v", last.Progress.Chunks, last.Manifest.NextSeq, last.Manifest.PlanningDone, last.Progress.Outcomes)
 			}
-			r.t.Fatalf("run %s did not finish: %v (%s)", run, ctx.Err(), st)
+			r.t.Fatalf("run %s did not finish: %v (%s); unfinished chunks: %s", run, ctx.Err(), st, r.unfinished(run))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// unfinished describes the run's chunks that are not done, for a failure message.
+func (r *rig) unfinished(run string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out []string
+	if err := r.eachChunk(ctx, run, func(ch *job.Chunk) {
+		if ch.State != job.ChunkDone {
+			out = append(out, fmt.Sprintf("%d (%s, owner %q, lease %s, attempts %d)", ch.Seq, ch.State, ch.Owner, ch.Lease.Format(time.RFC3339Nano), ch.Attempts))
+		}
+	}); err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("%d: %s", len(out), strings.Join(out, "; "))
 }
 
 // checkEnriched verifies every account: active ones hold exactly the simulator's enrichment, inactive

@@ -66,7 +66,7 @@ func (e *Engine) processChunk(ctx context.Context, m *Message, d Delivery) (Resu
 		}
 	}
 	log.Debug().Int("attempt", ch.Attempts).Int("records", len(ch.Records)).Msg("chunk claimed")
-	run := &chunkRun{e: e, man: man, ch: ch, etag: etag, name: chunkName(m.Run, m.Seq), confirmed: ch.Lease, log: log}
+	run := &chunkRun{e: e, man: man, ch: ch, etag: etag, name: chunkName(m.Run, m.Seq), me: me, confirmed: ch.Lease, log: log}
 	return run.execute(ctx, m, d)
 }
 
@@ -131,6 +131,7 @@ type chunkRun struct {
 	mu        sync.Mutex
 	ch        *Chunk
 	etag      checkpoint.ETag
+	me        string    // this worker's owner id in the checkpoint
 	confirmed time.Time // lease expiry as last written successfully
 	dirty     bool
 	lost      bool
@@ -146,16 +147,8 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 	if e.Throttle != nil {
 		t0, r0 = e.Throttle()
 	}
-	if err := r.refreshResumed(ctx); err != nil {
-		return r.transientFailure(ctx, m, d, err.Error())
-	}
-	items, index := r.pendingItems()
-	cfg, err := r.pipelineConfig()
-	if err != nil {
-		return res, err
-	}
-
-	// The pipeline stops early enough before the invocation deadline to checkpoint and yield.
+	// The pipeline stops early enough before the invocation deadline to checkpoint and yield. The
+	// lease is renewed from the claim on, through every step, however slow.
 	pctx, cancel := context.WithCancel(ctx)
 	if dl, ok := ctx.Deadline(); ok {
 		pctx, cancel = context.WithDeadline(ctx, dl.Add(-e.Opt.YieldMargin))
@@ -166,10 +159,23 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 		defer close(flushDone)
 		r.flushLoop(pctx, cancel)
 	}()
+	stopFlushing := func() { cancel(); <-flushDone }
+	if err := r.refreshResumed(pctx); err != nil {
+		stopFlushing()
+		if r.isLost() {
+			return r.lostOwnership(ctx, m, &res)
+		}
+		return r.transientFailure(ctx, m, d, err.Error())
+	}
+	items, index := r.pendingItems()
+	cfg, err := r.pipelineConfig()
+	if err != nil {
+		stopFlushing()
+		return res, err
+	}
 	perr := pipeline.Run(pctx, cfg, items, func(ev pipeline.Event) { r.apply(index, ev) })
 	atDeadline := errors.Is(pctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
-	cancel()
-	<-flushDone
+	stopFlushing()
 
 	r.mu.Lock()
 	if e.Throttle != nil {
@@ -190,12 +196,10 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 
 	switch {
 	case lost || errors.Is(perr, pipeline.ErrLostOwnership):
-		res.logf("chunk %d: ownership lost to another worker; stopped without further writes", m.Seq)
-		return res, nil
+		return r.lostOwnership(ctx, m, &res)
 	case pending == 0:
 		if err := r.finish(ctx, ChunkDone, ""); errors.Is(err, checkpoint.ErrConflict) {
-			res.logf("chunk %d: ownership lost before the final checkpoint", m.Seq)
-			return res, nil
+			return r.lostOwnership(ctx, m, &res)
 		} else if err != nil {
 			return res, err
 		}
@@ -214,6 +218,33 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 		reason = perr.Error()
 	}
 	return r.transientFailure(ctx, m, d, reason)
+}
+
+func (r *chunkRun) isLost() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lost
+}
+
+// lostOwnership ends a delivery that stopped because this worker's lease could no longer be trusted
+// (its guard tripped, or a checkpoint write met another version). When another worker holds the
+// chunk now, or finished it, that worker has its own message and this one is acknowledged. When
+// nobody does (this worker's own lease lapsed in a stall and no one took over), acknowledging would
+// strand the chunk with no message left, so the work continues in a new message.
+func (r *chunkRun) lostOwnership(ctx context.Context, m *Message, res *Result) (Result, error) {
+	ch, _, err := load[Chunk](context.WithoutCancel(ctx), r.e.Store, r.name)
+	if err != nil {
+		return *res, fmt.Errorf("%w: chunk %d: re-read after losing the lease: %v", ErrTransient, m.Seq, err)
+	}
+	switch {
+	case ch.State != ChunkPending:
+		res.logf("chunk %d: finished by another worker (%s); stopped without further writes", m.Seq, ch.State)
+		return *res, nil
+	case ch.Owner != "" && ch.Owner != r.me && r.e.now().Before(ch.Lease):
+		res.logf("chunk %d: ownership lost to another worker; stopped without further writes", m.Seq)
+		return *res, nil
+	}
+	return r.e.yield(m, res, "chunk %d: this worker's lease lapsed and no other worker holds the chunk; continuing in a new message", m.Seq)
 }
 
 // transientFailure ends a delivery that could not finish the chunk. Before the host's last delivery

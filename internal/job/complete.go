@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -72,11 +73,17 @@ func (e *Engine) finishChunk(ctx context.Context, ch *Chunk) error {
 		p.set(ch.Seq)
 		p.Chunks = p.count()
 		p.Records += len(ch.Records)
+		p.Stats.add(ch.Stats)
+		notable := ch.State == ChunkDeadLettered
 		for _, r := range ch.Records {
 			p.Outcomes[r.Outcome]++
+			notable = notable || listed(r.Outcome)
 		}
 		if ch.State == ChunkDeadLettered {
 			p.DeadLettered = append(p.DeadLettered, fmt.Sprint(ch.Seq))
+		}
+		if notable {
+			p.Notable = append(p.Notable, ch.Seq)
 		}
 		p.Updated, p.Writer = e.now().UTC(), nonce()
 		return p, nil
@@ -119,19 +126,21 @@ func (e *Engine) tryComplete(ctx context.Context, run string) error {
 	if !man.PlanningDone || man.State == RunDone {
 		return nil
 	}
+	prog := &Progress{}
 	if man.NextSeq > 0 {
-		prog, _, err := load[Progress](ctx, e.Store, progressName(run))
+		p, _, err := load[Progress](ctx, e.Store, progressName(run))
 		if errors.Is(err, checkpoint.ErrNotFound) {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("%w: read progress: %v", ErrTransient, err)
 		}
-		if prog.count() < man.NextSeq {
+		if p.count() < man.NextSeq {
 			return nil
 		}
+		prog = p
 	}
-	sum, err := e.buildSummary(ctx, man)
+	sum, err := e.buildSummary(ctx, man, prog)
 	if err != nil {
 		return err
 	}
@@ -160,24 +169,34 @@ func (e *Engine) tryComplete(ctx context.Context, run string) error {
 	return nil
 }
 
-func (e *Engine) buildSummary(ctx context.Context, man *Manifest) (*Summary, error) {
+// listed reports whether the summary names records with outcome o.
+func listed(o string) bool {
+	return o == pipeline.Failed || o == pipeline.Skipped || o == pipeline.WouldUpdate
+}
+
+// buildSummary builds the run's summary from its progress document (counts and stats of every
+// chunk) and the chunks progress marks notable (the ones with records the summary lists), so a
+// clean run of any size completes with two reads rather than one per chunk.
+func (e *Engine) buildSummary(ctx context.Context, man *Manifest, prog *Progress) (*Summary, error) {
 	now := e.now().UTC()
 	sum := &Summary{Run: man.Run, Job: man.Job, DryRun: man.DryRun, RerunOf: man.RerunOf, Trigger: man.Trigger,
 		Started: man.Created, Finished: now, Planned: man.PlannedRecords, Outcomes: map[string]int{},
-		Failures: []Failure{}, FailuresListed: true, DeadLettered: []DeadChunk{}, Writer: nonce()}
-	err := e.Store.List(ctx, chunkPrefix(man.Run), func(name string) error {
-		ch, _, err := load[Chunk](ctx, e.Store, name)
+		Failures: []Failure{}, FailuresListed: true, DeadLettered: []DeadChunk{}, Writer: nonce(),
+		Chunks: prog.count(), Records: prog.Records, Stats: prog.Stats}
+	for o, n := range prog.Outcomes {
+		sum.Outcomes[o] = n
+	}
+	notable := slices.Clone(prog.Notable)
+	slices.Sort(notable)
+	for _, seq := range slices.Compact(notable) {
+		ch, _, err := load[Chunk](ctx, e.Store, chunkName(man.Run, seq))
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("%w: read chunk %d for the summary: %v", ErrTransient, seq, err)
 		}
-		sum.Chunks++
-		sum.Stats.add(ch.Stats)
 		if ch.State == ChunkDeadLettered {
 			sum.DeadLettered = append(sum.DeadLettered, DeadChunk{Seq: ch.Seq, Reason: ch.Reason, Records: len(ch.Records)})
 		}
 		for _, r := range ch.Records {
-			sum.Records++
-			sum.Outcomes[r.Outcome]++
 			switch r.Outcome {
 			case pipeline.Failed, pipeline.Skipped:
 				if len(sum.Failures) < MaxListedFailures {
@@ -191,10 +210,6 @@ func (e *Engine) buildSummary(ctx context.Context, man *Manifest) (*Summary, err
 				}
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: read chunks for the summary: %v", ErrTransient, err)
 	}
 	sort.Slice(sum.Failures, func(i, j int) bool { return sum.Failures[i].ID < sum.Failures[j].ID })
 	sum.DurationSeconds = now.Sub(man.Created).Seconds()

@@ -3,8 +3,10 @@ package job
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -108,6 +110,11 @@ func TestRunEnrichesEveryActiveAccount(t *testing.T) {
 	if sum.Stats.DroppedFields != 1233 {
 		t.Errorf("dropped fields %d, want 1233 (ownerid on every result)", sum.Stats.DroppedFields)
 	}
+	// Completing the run reads back only the chunk with the failure, not all 13.
+	prog, _, err := load[Progress](context.Background(), st, progressName(run))
+	if err != nil || len(prog.Notable) != 1 || prog.Notable[0] != sum.Failures[0].Chunk {
+		t.Errorf("progress marks chunks %v notable (err %v), want only chunk %d", prog.Notable, err, sum.Failures[0].Chunk)
+	}
 	if act, _ := ActiveRun(context.Background(), st, "nightly-enrichment"); act != "" {
 		t.Errorf("active marker still names %s after completion", act)
 	}
@@ -152,6 +159,39 @@ func TestStartWhileActiveDoesNothing(t *testing.T) {
 	}
 	if len(res.Enqueue) == 0 || !strings.Contains(strings.Join(res.Logs, " "), "taking it over") {
 		t.Errorf("stale takeover enqueued %d: %v", len(res.Enqueue), res.Logs)
+	}
+}
+
+// The timer invocation that created a run died before it handed planning on (killed mid-page): the
+// run has a manifest and nothing else. A second firing of the same occurrence does nothing while the
+// run could still be live, and takes it over once it is stale; the run then completes.
+func TestRefiredOccurrenceTakesOverARunKilledMidPlanning(t *testing.T) {
+	dv := newFakeDV(300, 0)
+	st := checkpoint.NewMem()
+	e := testEngine(t, dv, &fakeEnricher{}, st)
+	ctx := context.Background()
+	spec := smallSpec(t)
+	dv.failPages.Store(1)
+	if _, err := e.Start(ctx, spec, StartOptions{Run: "nightly-enrichment-a", Trigger: "timer"}); err == nil {
+		t.Fatal("first start succeeded although its page read failed")
+	}
+	res, err := e.Start(ctx, spec, StartOptions{Run: "nightly-enrichment-a", Trigger: "timer"})
+	if err != nil || len(res.Enqueue) != 0 {
+		t.Fatalf("re-fired at once: %v %v; want nothing done while the run may be live", res, err)
+	}
+	e.Now = func() time.Time { return time.Now().Add(2 * e.Opt.StaleAfter) }
+	res, err = e.Start(ctx, spec, StartOptions{Run: "nightly-enrichment-a", Trigger: "timer"})
+	if err != nil || len(res.Enqueue) != 1 || !strings.Contains(strings.Join(res.Logs, " "), "taking it over") {
+		t.Fatalf("re-fired once stale: %v %v; want planning handed on", res, err)
+	}
+	e.Now = nil
+	q := &LocalQueue{Engines: []*Engine{e}, Workers: 2}
+	if err := q.Run(ctx, res); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ReadStatus(ctx, st, "nightly-enrichment-a")
+	if err != nil || s.Summary == nil || s.Summary.Records != 300 || s.Summary.Outcomes[pipeline.Updated] != 300 {
+		t.Fatalf("after takeover: %+v %v; want 300 records updated", s, err)
 	}
 }
 
@@ -343,5 +383,64 @@ func TestChunkYieldsBeforeTheDeadline(t *testing.T) {
 	}
 	if en.total() != 100 || dv.totalWrites() != 100 {
 		t.Errorf("after the continuation: %d enrichment calls, %d writes; want 100 and 100", en.total(), dv.totalWrites())
+	}
+}
+
+// stallStore fails every chunk checkpoint write after the first `allow` ones while stalled.
+type stallStore struct {
+	checkpoint.Store
+	stalled atomic.Bool
+	allow   atomic.Int64
+}
+
+func (s *stallStore) Update(ctx context.Context, name string, data []byte, match checkpoint.ETag) (checkpoint.ETag, error) {
+	if strings.Contains(name, "/chunks/") && s.stalled.Load() && s.allow.Add(-1) < 0 {
+		return "", errors.New("storage unreachable")
+	}
+	return s.Store.Update(ctx, name, data, match)
+}
+
+// A worker whose own lease lapses (its renewals fail) while nobody else takes the chunk must not
+// acknowledge its message: the chunk would be stranded, pending, with no message left to finish it.
+// It continues in a new message instead, and the run completes once storage is back.
+func TestLapsedLeaseWithNoTakerContinuesInANewMessage(t *testing.T) {
+	dv := newFakeDV(300, 0)
+	st := &stallStore{Store: checkpoint.NewMem()}
+	e := testEngine(t, dv, &slowEnricher{delay: 400 * time.Millisecond}, st)
+	e.Opt.Lease = 300 * time.Millisecond
+	ctx := context.Background()
+	start, err := e.Start(ctx, smallSpec(t), StartOptions{Run: "nightly-enrichment-lapse", Trigger: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chunk string
+	var rest []string
+	for _, m := range start.Enqueue {
+		if chunk == "" && strings.Contains(m, `"kind":"chunk"`) {
+			chunk = m
+			continue
+		}
+		rest = append(rest, m)
+	}
+	st.allow.Store(1) // the claim goes through; every renewal after it fails
+	st.stalled.Store(true)
+	res, err := e.Handle(ctx, []byte(chunk), Delivery{DequeueCount: 1})
+	st.stalled.Store(false)
+	if err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+	if len(res.Enqueue) != 1 || !strings.Contains(strings.Join(res.Logs, " "), "no other worker holds the chunk") {
+		t.Fatalf("lapsed lease: enqueued %d, logs %v; want the chunk handed to a new message", len(res.Enqueue), res.Logs)
+	}
+	if dv.totalWrites() != 0 {
+		t.Errorf("%d records written after the lease lapsed", dv.totalWrites())
+	}
+	q := &LocalQueue{Engine: e, Workers: 2}
+	if err := q.Run(ctx, Result{Enqueue: append(res.Enqueue, rest...)}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ReadStatus(ctx, st, "nightly-enrichment-lapse")
+	if err != nil || s.Summary == nil || s.Summary.Outcomes[pipeline.Updated] != 300 {
+		t.Fatalf("run after the stall: %+v %v; want 300 records updated", s, err)
 	}
 }

@@ -17,13 +17,14 @@ import (
 // fakeDV is an in-memory Dataverse with just the semantics the engine relies on: key-ordered paging
 // with an opaque cursor, If-Match: * updates (missing = gone, never created) and counters.
 type fakeDV struct {
-	mu      sync.Mutex
-	rows    map[string]map[string]any
-	version map[string]int
-	writes  map[string]int // id -> writes
-	pages   atomic.Int64
-	gets    atomic.Int64
-	failAll atomic.Bool // every write fails with ErrUnavailable
+	mu        sync.Mutex
+	rows      map[string]map[string]any
+	version   map[string]int
+	writes    map[string]int // id -> writes
+	pages     atomic.Int64
+	gets      atomic.Int64
+	failAll   atomic.Bool  // every write fails with ErrUnavailable
+	failPages atomic.Int64 // the next this many page reads fail with ErrUnavailable
 }
 
 func newFakeDV(n, inactive int) *fakeDV {
@@ -52,6 +53,9 @@ func (f *fakeDV) row(id string) dataverse.Record {
 
 func (f *fakeDV) QueryPage(_ context.Context, q dataverse.Query, next string) (dataverse.Page, error) {
 	f.pages.Add(1)
+	if f.failPages.Add(-1) >= 0 {
+		return dataverse.Page{}, fmt.Errorf("%w: page read failed", dataverse.ErrUnavailable)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	after := ""

@@ -100,6 +100,12 @@ func (e *Engine) createRun(ctx context.Context, spec *Spec, o StartOptions) (Res
 		Trigger: o.Trigger, State: RunPlanning, Created: now, Updated: now, Writer: nonce()}
 	if _, err := create(ctx, e.Store, manifestName(o.Run), man); err != nil {
 		if errors.Is(err, checkpoint.ErrConflict) {
+			// A second firing of the same occurrence. If the first one died before handing planning on
+			// (killed mid-page), the run is stale by now and is taken over; otherwise nothing to do.
+			busy, res, err := e.checkActive(ctx, o.Run)
+			if err != nil || busy {
+				return res, err
+			}
 			return Result{Logs: []string{fmt.Sprintf("run %s already exists; nothing to start", o.Run)}}, nil
 		}
 		return Result{}, fmt.Errorf("%w: create manifest: %v", ErrTransient, err)

@@ -115,8 +115,13 @@ type Progress struct {
 	Records      int            `json:"records"`
 	Outcomes     map[string]int `json:"outcomes"`
 	DeadLettered []string       `json:"deadLettered,omitempty"`
-	Updated      time.Time      `json:"updated"`
-	Writer       string         `json:"w"`
+	// Stats sums the finished chunks' stats; Notable lists the chunks with a record the summary
+	// names (failed, skipped, would-update) or that were dead-lettered, so completing a run reads
+	// only those chunks back, not all of them.
+	Stats   Stats     `json:"stats"`
+	Notable []int     `json:"notable,omitempty"`
+	Updated time.Time `json:"updated"`
+	Writer  string    `json:"w"`
 }
 
 func (p *Progress) has(seq int) bool {

@@ -320,3 +320,42 @@ func TestNormalize(t *testing.T) {
 		})
 	}
 }
+
+// The records still waiting when the transform stage ends go out split over the write workers (each
+// request at least minSplit records), not as one long request; full batches stay whole.
+func TestLastPartialBatchIsSplitOverWriters(t *testing.T) {
+	fields := map[string]map[string]any{}
+	for i := range 245 {
+		fields[id(i)] = map[string]any{"description": "new"}
+	}
+	w := &fakeWriter{}
+	cfg := baseConfig(&fakeTransform{fields: fields}, w)
+	cfg.WriteBatch, cfg.WriteWorkers, cfg.TransformBatch = 100, 4, 245
+	cfg.Linger = time.Hour
+	got, err := collect(t, cfg, items(245))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 245 || len(w.written()) != 245 {
+		t.Fatalf("%d outcomes, %d written; want 245 of each", len(got), len(w.written()))
+	}
+	var sizes []int
+	for _, b := range w.batches {
+		sizes = append(sizes, len(b))
+	}
+	// Two full batches of 100, then the 45 left split into 4 requests of 12, 12, 12 and 9.
+	full, parts := 0, 0
+	for _, n := range sizes {
+		switch {
+		case n == 100:
+			full++
+		case n >= minSplit-1 && n <= 12:
+			parts++
+		default:
+			t.Errorf("request of %d records", n)
+		}
+	}
+	if full != 2 || parts != 4 {
+		t.Errorf("request sizes %v: want 2 of 100 and 4 of ~12", sizes)
+	}
+}

@@ -11,6 +11,9 @@ import (
 	"dvbulk/internal/dataverse"
 )
 
+// minSplit is the fewest records a partial batch is split down to.
+const minSplit = 10
+
 // writeStage batches changed records and writes each batch with at most WriteWorkers requests in
 // flight. A partial batch is sent once the transform stage has been quiet for Linger, so a slow
 // enrichment service does not hold finished records back.
@@ -18,13 +21,24 @@ func writeStage(ctx context.Context, cfg Config, in <-chan writeReq, report func
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(cfg.WriteWorkers)
 	var batch []writeReq
-	flush := func() {
+	// flush sends the pending records as one request. At the end of the chunk (last) they are split
+	// over the write workers instead, so the records still waiting are written in parallel rather
+	// than in one long request (server time grows with the records in a request): the chunk, and the
+	// run's tail, finish sooner.
+	flush := func(last bool) {
 		if len(batch) == 0 {
 			return
 		}
-		b := batch
+		parts := 1
+		if last {
+			parts = min(cfg.WriteWorkers, (len(batch)+minSplit-1)/minSplit)
+		}
+		size := (len(batch) + parts - 1) / parts
+		for start := 0; start < len(batch); start += size {
+			b := batch[start:min(start+size, len(batch))]
+			g.Go(func() error { return writeBatch(ctx, cfg, b, report) })
+		}
 		batch = nil
-		g.Go(func() error { return writeBatch(ctx, cfg, b, report) })
 	}
 	timer := time.NewTimer(cfg.Linger)
 	defer timer.Stop()
@@ -32,12 +46,12 @@ func writeStage(ctx context.Context, cfg Config, in <-chan writeReq, report func
 		select {
 		case req, ok := <-in:
 			if !ok {
-				flush()
+				flush(true)
 				return g.Wait()
 			}
 			batch = append(batch, req)
 			if len(batch) >= cfg.WriteBatch {
-				flush()
+				flush(false)
 			}
 			if !timer.Stop() {
 				select {
@@ -47,7 +61,7 @@ func writeStage(ctx context.Context, cfg Config, in <-chan writeReq, report func
 			}
 			timer.Reset(cfg.Linger)
 		case <-timer.C:
-			flush()
+			flush(false)
 			timer.Reset(cfg.Linger)
 		case <-ctx.Done():
 			_ = g.Wait()

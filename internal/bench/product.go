@@ -1,0 +1,172 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/dataverse"
+	"dvbulk/internal/enrich"
+	"dvbulk/internal/job"
+)
+
+// Knobs are the operator settings the product runs with (the app settings of the same names).
+type Knobs struct {
+	Instances         int           // Functions instances (engines with their own clients)
+	DVConcurrency     int           // DVBULK_DATAVERSE_CONCURRENCY per instance
+	EnrichConcurrency int           // ENRICHMENT_CONCURRENCY per instance
+	EnrichBatch       int           // ENRICHMENT_BATCH_SIZE
+	ChunkSize         int           // DVBULK_CHUNK_SIZE
+	WriteBatch        int           // the job's write.batchSize (records per UpdateMultiple)
+	TransformWorkers  int           // DVBULK_TRANSFORM_WORKERS
+	WriteWorkers      int           // DVBULK_WRITE_WORKERS
+	Messages          int           // queue messages processed at once per instance (host.json batchSize)
+	FlushInterval     time.Duration // DVBULK_FLUSH_INTERVAL: how often a running chunk checkpoints
+}
+
+// DefaultKnobs sizes the product for p the way the README tells an operator to: the dop hint split
+// over the instances, the enrichment service's 32 concurrent requests split over them too (so the
+// service never answers 429), the service's largest batch, and enough chunks in flight per instance
+// to keep both limits busy. A sandbox's small hint gains nothing from more instances.
+func DefaultKnobs(p Profile) Knobs {
+	inst := 4
+	if p.DOPHint < 8 {
+		inst = 1
+	}
+	k := Knobs{Instances: inst, DVConcurrency: max(1, p.DOPHint/inst), EnrichConcurrency: max(1, p.EnrichConcurrency/inst),
+		EnrichBatch: p.EnrichBatch, ChunkSize: 500, WriteBatch: 200, TransformWorkers: 4, WriteWorkers: 4, Messages: 6, FlushInterval: 2 * time.Second}
+	if p.DOPHint < 8 {
+		// Few Dataverse slots: make every request count (fewer, larger UpdateMultiple requests).
+		k.ChunkSize, k.WriteBatch, k.WriteWorkers, k.TransformWorkers, k.Messages = 1000, 400, 2, 8, 4
+	}
+	return k
+}
+
+// Override replaces k's settings with o's non-zero ones; a changed instance count re-splits the
+// Dataverse and enrichment allowances.
+func (k Knobs) Override(o Knobs) Knobs {
+	set := func(dst *int, v int) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	if o.Instances > 0 && o.Instances != k.Instances {
+		k.DVConcurrency = max(1, k.DVConcurrency*k.Instances/o.Instances)
+		k.EnrichConcurrency = max(1, k.EnrichConcurrency*k.Instances/o.Instances)
+		k.Instances = o.Instances
+	}
+	set(&k.DVConcurrency, o.DVConcurrency)
+	set(&k.EnrichConcurrency, o.EnrichConcurrency)
+	set(&k.EnrichBatch, o.EnrichBatch)
+	set(&k.ChunkSize, o.ChunkSize)
+	set(&k.WriteBatch, o.WriteBatch)
+	set(&k.TransformWorkers, o.TransformWorkers)
+	set(&k.WriteWorkers, o.WriteWorkers)
+	set(&k.Messages, o.Messages)
+	if o.FlushInterval > 0 {
+		k.FlushInterval = o.FlushInterval
+	}
+	return k
+}
+
+func (k Knobs) String() string {
+	return fmt.Sprintf("%d instances × (Dataverse ≤%d, enrichment %d × %d records, %d messages, %d transform / %d write workers per chunk), chunks of %d, UpdateMultiple of %d, checkpoint every %s",
+		k.Instances, k.DVConcurrency, k.EnrichConcurrency, k.EnrichBatch, k.Messages, k.TransformWorkers, k.WriteWorkers, k.ChunkSize, k.WriteBatch, k.FlushInterval)
+}
+
+// Product runs the real planner and chunk pipeline: several engines (instances), each with its own
+// Dataverse and enrichment clients wired like handler/wire.go, sharing one local checkpoint
+// directory and one in-process queue.
+func Product(ctx context.Context, p Profile, scale float64, k Knobs, dir string) (Result, error) {
+	e := newEnv(p, scale)
+	defer e.stop()
+	st, err := checkpoint.NewDir(dir)
+	if err != nil {
+		return Result{}, fmt.Errorf("bench: checkpoint dir: %w", err)
+	}
+	spec, err := job.Lookup("nightly-enrichment")
+	if err != nil {
+		return Result{}, err
+	}
+	spec.Write.BatchSize = k.WriteBatch
+	var (
+		engines []*job.Engine
+		dvs     []*dataverse.Client
+		dead    atomic.Int64
+	)
+	for i := range k.Instances {
+		dv, err := dataverse.New(dataverse.Config{URL: e.dvURL, MaxConcurrency: k.DVConcurrency, Logger: zerolog.Nop()})
+		if err != nil {
+			return Result{}, fmt.Errorf("bench: %w", err)
+		}
+		en, err := enrich.New(enrich.Config{URL: e.enURL, BatchSize: k.EnrichBatch, Concurrency: k.EnrichConcurrency, Logger: zerolog.Nop()})
+		if err != nil {
+			return Result{}, fmt.Errorf("bench: %w", err)
+		}
+		eng := &job.Engine{Store: st, DV: dv, Enricher: en, Log: zerolog.Nop(), Instance: fmt.Sprintf("bench-%d", i),
+			Opt: job.Options{PlanPages: 1, ChunkSize: k.ChunkSize, TransformBatch: k.EnrichBatch,
+				TransformWorkers: k.TransformWorkers, WriteWorkers: k.WriteWorkers, FlushInterval: k.FlushInterval},
+			Throttle: func() (int64, int64) { s := dv.Stats(); return s.Throttled, s.Retries },
+		}
+		eng.Init()
+		engines, dvs = append(engines, eng), append(dvs, dv)
+	}
+	util := sampleUtilisation(ctx, e)
+	cpu0 := cpuTime()
+	start := time.Now()
+	run := job.RunID(spec.Name, start)
+	first, err := engines[0].Start(ctx, spec, job.StartOptions{Run: run, Trigger: "bench", At: start})
+	if err != nil {
+		return Result{}, fmt.Errorf("bench: start: %w", err)
+	}
+	q := &job.LocalQueue{Engines: engines, Workers: k.Instances * k.Messages, DeadLetters: func(string) { dead.Add(1) }}
+	if err := q.Run(ctx, first); err != nil {
+		return Result{}, fmt.Errorf("bench: run: %w", err)
+	}
+	wall := time.Since(start)
+	cpu := cpuTime() - cpu0
+	u := util()
+	s, err := job.ReadStatus(context.WithoutCancel(ctx), st, run)
+	if err != nil {
+		return Result{}, fmt.Errorf("bench: %w", err)
+	}
+	if s.Summary == nil {
+		return Result{}, fmt.Errorf("bench: run %s did not complete (%d dead letters)", run, dead.Load())
+	}
+	r := Result{Strategy: "this product", Records: p.Active}
+	e.finish(&r, wall, e.dv.IDs(true))
+	var peak int
+	for _, dv := range dvs {
+		peak += dv.Stats().PeakInFlight
+	}
+	r.Note = fmt.Sprintf("enrichment in flight %.1f of %d on average, first busy at %.2fs, last at %.2fs of %.2fs; Dataverse in flight %.1f on average, peak %d (sum over instances); CPU %.1fs in %.1fs wall (%.0f%% of %d cores, simulators included)",
+		u.Enrich, p.EnrichConcurrency, u.FirstEnrich.Seconds()*scale, u.LastEnrich.Seconds()*scale, u.Wall.Seconds()*scale, u.DV, peak, cpu.Seconds(), wall.Seconds(), 100*cpu.Seconds()/wall.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU())
+	r.Note += "; Dataverse requests by kind: " + byKind(e.dv.Counters().ByKind)
+	if n := dead.Load(); n > 0 {
+		r.Note += fmt.Sprintf("; %d dead letters", n)
+	}
+	return r, nil
+}
+
+func byKind(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var sb strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		fmt.Fprintf(&sb, "%s %d", k, m[k])
+	}
+	return sb.String()
+}

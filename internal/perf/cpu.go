@@ -1,5 +1,0 @@
-package perf
-
-import "runtime"
-
-func numCPU() int { return runtime.NumCPU() }
