@@ -75,6 +75,8 @@ type rigOptions struct {
 	lease              time.Duration // queue lease in the emulator (the host's 10 minutes, shortened)
 	dv                 func(*dvsim.Config)
 	queues             map[string]any // host.json extensions.queues overrides (e.g. a short visibilityTimeout)
+	functionTimeout    string         // host.json functionTimeout override ("hh:mm:ss")
+	en                 func(*enrichsim.Config)
 	onLine             func(instance int, line string)
 }
 
@@ -118,7 +120,11 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	if o.dv != nil {
 		o.dv(&cfg)
 	}
-	r := &rig{t: t, opts: o, dv: dvsim.New(cfg), en: enrichsim.New(enrichsim.Config{TimeScale: 20}), logs: &syncBuffer{}}
+	ecfg := enrichsim.Config{TimeScale: 20}
+	if o.en != nil {
+		o.en(&ecfg)
+	}
+	r := &rig{t: t, opts: o, dv: dvsim.New(cfg), en: enrichsim.New(ecfg), logs: &syncBuffer{}}
 	dvURL, stopDV := r.dv.Start()
 	t.Cleanup(stopDV)
 	enURL, stopEN := r.en.Start()
@@ -138,8 +144,8 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		"DVBULK_CHUNK_SIZE=200",
 	}
 	root := appRoot
-	if o.queues != nil {
-		root = customAppRoot(t, o.queues)
+	if o.queues != nil || o.functionTimeout != "" {
+		root = customAppRoot(t, o.queues, o.functionTimeout)
 	}
 	host, err := funcemu.New(funcemu.Options{AppRoot: root, Binary: binary, Instances: o.instances,
 		Env: append(env, o.env...), Output: r.logs, Lease: o.lease, OnLine: o.onLine})
@@ -271,8 +277,9 @@ func tail(s string, n int) string {
 
 func funcemuTimer(at time.Time) funcemu.TimerOptions { return funcemu.TimerOptions{Next: at} }
 
-// customAppRoot copies the function app into a temporary folder with host.json queue settings changed.
-func customAppRoot(t *testing.T, queues map[string]any) string {
+// customAppRoot copies the function app into a temporary folder with host.json queue settings (and
+// functionTimeout, if set) changed.
+func customAppRoot(t *testing.T, queues map[string]any, functionTimeout string) string {
 	t.Helper()
 	dir := t.TempDir()
 	data, err := os.ReadFile(filepath.Join(appRoot, "host.json"))
@@ -286,6 +293,9 @@ func customAppRoot(t *testing.T, queues map[string]any) string {
 	q := host["extensions"].(map[string]any)["queues"].(map[string]any)
 	for k, v := range queues {
 		q[k] = v
+	}
+	if functionTimeout != "" {
+		host["functionTimeout"] = functionTimeout
 	}
 	data, _ = json.MarshalIndent(host, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, "host.json"), data, 0o644); err != nil {

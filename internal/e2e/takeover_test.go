@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"dvbulk/internal/dvsim"
+	"dvbulk/internal/enrich/enrichsim"
 	"dvbulk/internal/funcemu"
 	"dvbulk/internal/job"
 )
@@ -50,7 +51,8 @@ func (r *rig) checkOnce() {
 // again at once does nothing (the run may still be live); fired again once the run is stale, it takes
 // the run over. Then the instance running a plan message (page 2) is SIGKILLed mid-page too; the host
 // redelivers it and planning resumes from the checkpointed cursor. The run completes with every
-// chunk planned once: every account correct, enriched and written at most once.
+// chunk planned once and every account correct; no record checkpointed before the kills is enriched
+// again (the second kill also stops the chunks in flight on that instance).
 func TestPlannerKilledMidPagingAndTimerRefired(t *testing.T) {
 	const accounts, chunk = 12000, 500
 	r := newRig(t, rigOptions{accounts: accounts, inactive: 100, instances: 2,
@@ -112,7 +114,9 @@ func TestPlannerKilledMidPagingAndTimerRefired(t *testing.T) {
 	if err := r.host.Kill(page2.Instance); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// The kill also takes the chunk invocations of page 1 in flight on that instance: what they had
+	// checkpointed must not be enriched again; what they had not may be.
+	saved := r.checkpointed(ctx, run)
 	if err := r.host.Restart(page2.Instance); err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +127,15 @@ func TestPlannerKilledMidPagingAndTimerRefired(t *testing.T) {
 		t.Errorf("summary counts %d chunks, want %d: a chunk was planned twice or lost", sum.Chunks, accounts/chunk)
 	}
 	r.checkEnriched()
-	r.checkOnce()
+	repeated := 0
+	for id := range saved {
+		if r.en.CallsByID(id) > 1 {
+			repeated++
+		}
+	}
+	if repeated > 0 {
+		t.Errorf("%d records checkpointed before the kill were enriched again", repeated)
+	}
 	var deliveries int
 	for _, inv := range r.host.Invocations() {
 		if strings.Contains(inv.Body, `"kind":"plan"`) && strings.Contains(inv.Body, `"seq":10`) {
@@ -133,7 +145,8 @@ func TestPlannerKilledMidPagingAndTimerRefired(t *testing.T) {
 	if deliveries < 2 {
 		t.Errorf("the plan message for page 2 was delivered %d times, want a redelivery after the kill", deliveries)
 	}
-	t.Logf("2 SIGKILLs mid-page (timer, plan message); timer fired 3 times; %d chunks planned once each; %d accounts correct", sum.Chunks, accounts)
+	t.Logf("2 SIGKILLs mid-page (timer, plan message); timer fired 3 times; %d chunks planned once each; %d accounts correct; %d records checkpointed at the second kill, 0 re-enriched; %d enrichment repeats overall (records in flight)",
+		sum.Chunks, accounts, len(saved), r.en.Counters().DuplicateCalls)
 }
 
 // TestStaleOwnerResumes: an instance is frozen (SIGSTOP) while it owns chunks, long enough for its
@@ -193,4 +206,37 @@ func TestStaleOwnerResumes(t *testing.T) {
 	}
 	t.Logf("froze instance 0 with %d chunk invocations for 6 s; %d stopped on resume finding their chunk taken over; %d accounts written twice; enrichment repeats %d",
 		len(frozen), lost, repeated, r.en.Counters().DuplicateCalls)
+}
+
+// TestChunksYieldInsideAShortFunctionTimeout: with functionTimeout 8 s and chunks that need about 7 s
+// of enrichment each, every invocation checkpoints and hands the rest of its chunk to a new message
+// before its deadline, so the host never times an invocation out (which would kill and restart the
+// whole handler process). The run completes with no record enriched twice.
+func TestChunksYieldInsideAShortFunctionTimeout(t *testing.T) {
+	const accounts = 3000
+	r := newRig(t, rigOptions{accounts: accounts, inactive: 10, instances: 2, functionTimeout: "00:00:08",
+		env: []string{"DVBULK_CHUNK_SIZE=1000", "ENRICHMENT_CONCURRENCY=1", "DVBULK_LOG_LEVEL=info"},
+		en:  func(c *enrichsim.Config) { c.TimeScale = 1 }}) // 40 requests of 170 ms per chunk, one at a time
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sum := r.runTimer(ctx)
+	checkCounts(t, sum, accounts)
+	r.checkEnriched()
+	r.checkOnce()
+	yields, timeouts := 0, 0
+	for _, inv := range r.host.Invocations() {
+		if strings.Contains(strings.Join(inv.Logs, " "), "continuing in a new message") {
+			yields++
+		}
+		if strings.Contains(inv.Err, "functionTimeout") {
+			timeouts++
+		}
+	}
+	if yields == 0 {
+		t.Error("no invocation handed its chunk on: the test did not exercise the deadline")
+	}
+	if timeouts > 0 || strings.Contains(r.logs.String(), "Timeout value of") {
+		t.Errorf("%d invocations ran past functionTimeout", timeouts)
+	}
+	t.Logf("3 chunks of 1,000 under functionTimeout 8 s: %d hand-overs, %d timeouts, %d invocations", yields, timeouts, len(r.host.Invocations()))
 }

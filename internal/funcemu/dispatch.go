@@ -100,13 +100,15 @@ func (h *Host) deliver(ctx context.Context, d *delivery) {
 	stop := make(chan struct{})
 	renewed := make(chan struct{})
 	go h.renew(d, stop, renewed)
-	r := h.invoke(ctx, d.port, d.fn, d.inv.ID, d.payload, d.inv.Start)
+	r := h.invokeTimed(ctx, d.inst, d.gen, d.port, d.fn, d.inv.ID, d.payload, d.inv.Start)
 	close(stop)
 	<-renewed
 
 	h.mu.Lock()
 	d.inst.running[d.fn.name]--
-	dead := d.inst.gen != d.gen || !d.inst.alive
+	// A process the host itself restarted (functionTimeout) fails its invocations; one that died or was
+	// killed from outside abandons them.
+	dead := (d.inst.gen != d.gen || !d.inst.alive) && d.inst.hostRestarted != d.gen
 	q := d.fn.trigger.QueueName
 	switch {
 	case r.err == nil:

@@ -106,3 +106,80 @@ func TestResponseRules(t *testing.T) {
 		})
 	}
 }
+
+// TestFunctionTimeoutRestartsTheHandler: an invocation past functionTimeout fails, and the host kills
+// and restarts the whole handler process (reference §2.5), so another invocation in flight on it fails
+// too (its message is released and redelivered, not abandoned until a lease lapses). The timed-out
+// message fails on every delivery and is poisoned after maxDequeueCount.
+func TestFunctionTimeoutRestartsTheHandler(t *testing.T) {
+	root := newApp(t, "00:00:01", `"batchSize": 4, "newBatchThreshold": 0, "visibilityTimeout": "00:00:00", "maxDequeueCount": 2`)
+	h, _ := start(t, Options{AppRoot: root, Env: []string{"WORK_QUEUE=work"}, Lease: time.Minute})
+	const slow, short = `{"sleep":"3s"}`, `{"sleep":"900ms"}`
+	h.Enqueue("work", slow, true)
+	time.Sleep(400 * time.Millisecond)
+	h.Enqueue("work", short, true)
+	waitFor(t, "the slow message poisoned and the short one done", 20*time.Second, func() bool {
+		done := false
+		for _, inv := range h.Invocations() {
+			done = done || (inv.Body == short && inv.Err == "" && !inv.End.IsZero())
+		}
+		return done && len(h.Messages("work-poison")) == 1
+	})
+	var slowInv, shortInv []Invocation
+	for _, inv := range h.Invocations() {
+		switch inv.Body {
+		case slow:
+			slowInv = append(slowInv, inv)
+		case short:
+			shortInv = append(shortInv, inv)
+		}
+	}
+	if len(slowInv) != 2 {
+		t.Fatalf("slow message delivered %d times, want 2 (maxDequeueCount)", len(slowInv))
+	}
+	for _, inv := range slowInv {
+		if !strings.Contains(inv.Err, "functionTimeout exceeded") {
+			t.Errorf("slow invocation err %q, want a functionTimeout failure", inv.Err)
+		}
+		if d := inv.End.Sub(inv.Start); d < time.Second || d > 2500*time.Millisecond {
+			t.Errorf("slow invocation failed after %s, want about the 1 s functionTimeout", d)
+		}
+	}
+	if len(shortInv) < 2 || shortInv[0].Err == "" || shortInv[len(shortInv)-1].DequeueCount != len(shortInv) {
+		t.Fatalf("short message: %+v; want its first delivery failed by the restart and a redelivery that succeeds", shortInv)
+	}
+	if d := shortInv[1].Start.Sub(shortInv[0].End); d > 10*time.Second {
+		t.Errorf("short message redelivered %s after the restart: it was abandoned to its lease instead of released", d)
+	}
+}
+
+// TestOutputOverQueueLimitFails: an output message over 64 KiB as stored (base64: 48 KiB of text)
+// fails the invocation, which enqueues nothing, and its trigger message is retried.
+func TestOutputOverQueueLimitFails(t *testing.T) {
+	root := newApp(t, "00:00:10", `"maxDequeueCount": 1`)
+	h, _ := start(t, Options{AppRoot: root, Env: []string{"WORK_QUEUE=work"}})
+	ok, big := `{"big":49000}`, `{"big":49200}` // 65,336 and 65,600 bytes encoded
+	h.Enqueue("work", ok, true)
+	h.Enqueue("work", big, true)
+	waitFor(t, "both invocations", 10*time.Second, func() bool {
+		n := 0
+		for _, inv := range h.Invocations() {
+			if (inv.Body == ok || inv.Body == big) && !inv.End.IsZero() {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	for _, inv := range h.Invocations() {
+		switch inv.Body {
+		case ok:
+			if inv.Err != "" {
+				t.Errorf("a 49,000-byte output failed: %s", inv.Err)
+			}
+		case big:
+			if !strings.Contains(inv.Err, "over the queue's 65536-byte limit") || inv.Outputs != nil {
+				t.Errorf("a 49,200-byte output: err %q outputs %d; want refused, nothing enqueued", inv.Err, len(inv.Outputs))
+			}
+		}
+	}
+}

@@ -21,15 +21,18 @@ const (
 
 // instance is one scaled-out worker: the handler process plus (conceptually) its host.
 type instance struct {
-	idx      int
-	gen      int // bumped on every launch, so a late result from a dead process is recognised
-	port     int
-	cmd      *exec.Cmd
-	done     chan struct{} // closed when the process has exited and its output is drained
-	alive    bool          // ready and not signalled to die: may receive deliveries
-	paused   bool          // SIGSTOPped: the whole instance is frozen, leases are not renewed
-	running  map[string]int
-	inflight map[string]*Invocation
+	idx    int
+	gen    int // bumped on every launch, so a late result from a dead process is recognised
+	port   int
+	cmd    *exec.Cmd
+	done   chan struct{} // closed when the process has exited and its output is drained
+	alive  bool          // ready and not signalled to die: may receive deliveries
+	paused bool          // SIGSTOPped: the whole instance is frozen, leases are not renewed
+	// hostRestarted is the generation the host killed after a functionTimeout: its invocations fail
+	// (and their messages are released) rather than being abandoned.
+	hostRestarted int
+	running       map[string]int
+	inflight      map[string]*Invocation
 }
 
 // Start launches every instance and waits until each answers GET /.

@@ -3,6 +3,7 @@ package funcemu
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,14 @@ const HostVersion = "4.1037.0.0"
 
 // ErrHang marks an invocation whose response body was empty or null: the real host never completes
 // it and fails it only when functionTimeout fires.
+// ErrTimeout marks an invocation that ran past functionTimeout. The host fails it and, a custom
+// handler having a single channel, kills and restarts the whole handler process, failing every other
+// invocation in flight on it too (reference §2.5).
+var ErrTimeout = errors.New("funcemu: functionTimeout exceeded")
+
+// MaxMessage is Azure Queue storage's limit on a message; with base64 encoding it counts encoded.
+const MaxMessage = 64 << 10
+
 var ErrHang = errors.New("funcemu: empty or null response body (the host hangs until functionTimeout)")
 
 // result is what one invocation produced, host-side.
@@ -70,24 +79,77 @@ func (h *Host) invoke(ctx context.Context, port int, fn function, id string, pay
 		r.err = err
 		return r
 	}
+	if err := h.checkSizes(fn, outputs); err != nil {
+		r.err = err
+		return r
+	}
 	r.logs, r.outputs = logs, outputs
 	return r
 }
 
-// hang waits until the function timeout (counted from start) or ctx ends.
-func (h *Host) hang(ctx context.Context, start time.Time) error {
+// checkSizes fails an invocation with an output message over the queue's limit, as the storage
+// service refuses it (413) when the binding adds it after the function returned. (The real binding may
+// have added the messages before the big one; the emulator adds none.)
+func (h *Host) checkSizes(fn function, outputs map[string][]string) error {
+	for _, b := range fn.outputs {
+		for i, msg := range outputs[b.Name] {
+			n := len(msg)
+			if h.cfg.base64 {
+				n = base64.StdEncoding.EncodedLen(n)
+			}
+			if n > MaxMessage {
+				return fmt.Errorf("output %q message %d: %d bytes as stored, over the queue's %d-byte limit (RequestBodyTooLarge)", b.Name, i, n, MaxMessage)
+			}
+		}
+	}
+	return nil
+}
+
+// invokeTimed is invoke under functionTimeout (counted from start). When the timeout fires, the
+// invocation fails with ErrTimeout and the instance's handler process is killed and restarted.
+func (h *Host) invokeTimed(ctx context.Context, inst *instance, gen, port int, fn function, id string, payload []byte, start time.Time) result {
 	if h.cfg.functionTimeout <= 0 {
-		<-ctx.Done()
-		return fmt.Errorf("%w: %w", ErrHang, ctx.Err())
+		return h.invoke(ctx, port, fn, id, payload, start)
 	}
-	t := time.NewTimer(time.Until(start.Add(h.cfg.functionTimeout)))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return fmt.Errorf("%w: timeout after %s", ErrHang, h.cfg.functionTimeout)
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", ErrHang, ctx.Err())
+	tctx, cancel := context.WithDeadline(ctx, start.Add(h.cfg.functionTimeout))
+	defer cancel()
+	r := h.invoke(tctx, port, fn, id, payload, start)
+	if r.err == nil || ctx.Err() != nil || !errors.Is(tctx.Err(), context.DeadlineExceeded) {
+		return r
 	}
+	h.hostLine("Timeout value of %s exceeded by function 'Functions.%s' (Id: '%s'). Initiating cancellation.", fmtSpan(h.cfg.functionTimeout), fn.name, id)
+	h.restartWorker(inst, gen)
+	return result{status: r.status, err: fmt.Errorf("%w after %s (%w)", ErrTimeout, fmtSpan(h.cfg.functionTimeout), r.err)}
+}
+
+// restartWorker kills generation gen of inst's handler process and launches a new one, as the host
+// does after a timeout; invocations in flight on the old process fail (they are not abandoned).
+func (h *Host) restartWorker(inst *instance, gen int) {
+	h.mu.Lock()
+	if inst.gen != gen || h.closed {
+		h.mu.Unlock()
+		return
+	}
+	inst.hostRestarted = gen
+	h.mu.Unlock()
+	h.hostLine("Restarting the custom handler process of instance %d: every invocation in flight on it fails", inst.idx)
+	if err := h.Kill(inst.idx); err != nil {
+		return
+	}
+	if err := h.Restart(inst.idx); err != nil {
+		h.hostLine("instance %d: restart after timeout failed: %v", inst.idx, err)
+	}
+}
+
+func fmtSpan(d time.Duration) string {
+	d = d.Round(time.Second)
+	return fmt.Sprintf("%02d:%02d:%02d", int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60)
+}
+
+// hang waits until ctx ends: invokeTimed's functionTimeout deadline, or forever when unbounded.
+func (h *Host) hang(ctx context.Context, _ time.Time) error {
+	<-ctx.Done()
+	return fmt.Errorf("%w: %w", ErrHang, ctx.Err())
 }
 
 // parseResult reads {Outputs, Logs, ReturnValue} (top-level keys case-insensitive, Outputs keys exact)
@@ -183,11 +245,11 @@ func (h *Host) FireTimer(ctx context.Context, name string, o TimerOptions) (*Inv
 		h.mu.Unlock()
 		return nil, ErrNoInstance
 	}
-	port := inst.port
+	port, gen := inst.port, inst.gen
 	h.mu.Unlock()
 	inv := &Invocation{ID: newGUID(), Function: name, Instance: inst.idx, Start: time.Now()}
 	h.begin(inst, inv)
-	r := h.invoke(ctx, port, fn, inv.ID, timerPayload(fn, o), inv.Start)
+	r := h.invokeTimed(ctx, inst, gen, port, fn, inv.ID, timerPayload(fn, o), inv.Start)
 	if r.err == nil {
 		h.enqueueOutputs(fn, r.outputs)
 	}

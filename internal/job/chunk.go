@@ -33,6 +33,7 @@ func (e *Engine) processChunk(ctx context.Context, m *Message, d Delivery) (Resu
 		return res, err
 	}
 	me := e.Instance + "/" + nonce()
+	margin := e.yieldMargin(ctx)
 	for {
 		if ch.State != ChunkPending {
 			res.logf("chunk %d of %s is already %s; nothing to do", m.Seq, m.Run, ch.State)
@@ -41,7 +42,7 @@ func (e *Engine) processChunk(ctx context.Context, m *Message, d Delivery) (Resu
 		now := e.now()
 		if ch.Owner != "" && now.Before(ch.Lease) {
 			// Owned by a live worker (a duplicate delivery): wait for it rather than redo its work.
-			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < e.Opt.YieldMargin+e.Opt.WaitPoll {
+			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < margin+e.Opt.WaitPoll {
 				return e.yield(m, &res, "chunk %d is owned by %s; handing the wait to a new message", m.Seq, ch.Owner)
 			}
 			if err := sleep(ctx, e.Opt.WaitPoll); err != nil {
@@ -66,7 +67,7 @@ func (e *Engine) processChunk(ctx context.Context, m *Message, d Delivery) (Resu
 		}
 	}
 	log.Debug().Int("attempt", ch.Attempts).Int("records", len(ch.Records)).Msg("chunk claimed")
-	run := &chunkRun{e: e, man: man, ch: ch, etag: etag, name: chunkName(m.Run, m.Seq), me: me, confirmed: ch.Lease, log: log}
+	run := &chunkRun{e: e, man: man, ch: ch, etag: etag, name: chunkName(m.Run, m.Seq), me: me, margin: margin, confirmed: ch.Lease, log: log}
 	return run.execute(ctx, m, d)
 }
 
@@ -131,8 +132,9 @@ type chunkRun struct {
 	mu        sync.Mutex
 	ch        *Chunk
 	etag      checkpoint.ETag
-	me        string    // this worker's owner id in the checkpoint
-	confirmed time.Time // lease expiry as last written successfully
+	me        string        // this worker's owner id in the checkpoint
+	margin    time.Duration // stop this long before the invocation deadline
+	confirmed time.Time     // lease expiry as last written successfully
 	dirty     bool
 	lost      bool
 	lastRetry string
@@ -151,7 +153,7 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 	// lease is renewed from the claim on, through every step, however slow.
 	pctx, cancel := context.WithCancel(ctx)
 	if dl, ok := ctx.Deadline(); ok {
-		pctx, cancel = context.WithDeadline(ctx, dl.Add(-e.Opt.YieldMargin))
+		pctx, cancel = context.WithDeadline(ctx, dl.Add(-r.margin))
 	}
 	defer cancel()
 	flushDone := make(chan struct{})

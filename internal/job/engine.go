@@ -95,6 +95,17 @@ type Delivery struct {
 	MessageID    string
 }
 
+// yieldMargin is how long before ctx's deadline work stops to checkpoint and hand on: YieldMargin,
+// but at most a quarter of the time left, so a short invocation budget (a small functionTimeout)
+// still gets most of its time for work instead of yielding at once, over and over.
+func (e *Engine) yieldMargin(ctx context.Context) time.Duration {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return e.Opt.YieldMargin
+	}
+	return min(e.Opt.YieldMargin, time.Until(dl)/4)
+}
+
 // ErrTransient wraps failures worth a redelivery (storage or Dataverse unreachable).
 var ErrTransient = errors.New("job: transient failure")
 

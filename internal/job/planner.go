@@ -136,6 +136,7 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq int) (Res
 		OrderBy: spec.Table.Key + " asc", PageSize: pageSize}
 	records, done := 0, false
 	deadline, hasDeadline := ctx.Deadline()
+	margin := e.yieldMargin(ctx)
 	for pages := 0; ; pages++ {
 		page, err := e.DV.QueryPage(ctx, q, cursor)
 		if err != nil {
@@ -156,7 +157,7 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq int) (Res
 			done = true
 			break
 		}
-		if pages+1 >= e.Opt.PlanPages || (hasDeadline && time.Until(deadline) < e.Opt.YieldMargin) {
+		if pages+1 >= e.Opt.PlanPages || (hasDeadline && time.Until(deadline) < margin) {
 			break
 		}
 	}

@@ -2,7 +2,7 @@
 // ("HDR", "BODY" as base64 of the raw bytes, "START") and answers:
 //   - a timer invocation: ECHO_TIMER_COUNT messages {"fanout":2,"n":i} to the output binding "out";
 //   - a queue message {"fail":true}: HTTP 500; {"sleep":"2s"}: sleeps, then 200;
-//     {"fanout":n}: n messages {"leaf":i} to "out"; {"null":true}: 200 with an empty body;
+//     {"fanout":n}: n messages {"leaf":i} to "out"; {"big":n}: one message of n bytes to "out"; {"null":true}: 200 with an empty body;
 //     {"text":true}: 200 with Content-Type text/plain; anything else: 200 with a log line.
 package main
 
@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -82,7 +83,7 @@ func serve(w http.ResponseWriter, r *http.Request) {
 	var cmd struct {
 		Fail, Null, Text bool
 		Sleep            string
-		Fanout           int
+		Fanout, Big      int
 	}
 	_ = json.Unmarshal([]byte(body), &cmd)
 	switch {
@@ -103,6 +104,9 @@ func serve(w http.ResponseWriter, r *http.Request) {
 	var out []string
 	for i := range cmd.Fanout {
 		out = append(out, fmt.Sprintf(`{"leaf":%d}`, i))
+	}
+	if cmd.Big > 0 {
+		out = append(out, strings.Repeat("x", cmd.Big))
 	}
 	fmt.Printf("DONE %s %s\n", fn, body)
 	_ = json.NewEncoder(w).Encode(response{Outputs: map[string]any{"out": out}, Logs: []string{"got " + body}})
