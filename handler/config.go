@@ -81,7 +81,7 @@ var settings = []setting{
 	{"DVBULK_LEASE", "60s", "chunk ownership lease; renewed by every checkpoint write"},
 	{"DVBULK_STALE_AFTER", "30m", "a run without progress for this long is taken over by the next timer tick"},
 	{"DVBULK_FLUSH_INTERVAL", "1s", "how often a running chunk writes its checkpoint"},
-	{"DVBULK_PLAN_PAGES", "10", "pages of 5,000 records planned per invocation before continuing in a new message"},
+	{"DVBULK_PLAN_PAGES", "1", "pages of 5,000 records planned per plan message; a step's chunks are queued only when it returns, so small steps start chunks sooner"},
 	{"DVBULK_TRANSFORM_WORKERS", "4", "concurrent enrichment calls per chunk"},
 	{"DVBULK_WRITE_WORKERS", "4", "concurrent write requests per chunk"},
 	{"DVBULK_LOG_LEVEL", "info", "trace, debug, info, warn or error"},

@@ -111,7 +111,7 @@ func Product(ctx context.Context, p Profile, scale float64, k Knobs, dir string)
 			return Result{}, fmt.Errorf("bench: %w", err)
 		}
 		eng := &job.Engine{Store: st, DV: dv, Enricher: en, Log: zerolog.Nop(), Instance: fmt.Sprintf("bench-%d", i),
-			Opt: job.Options{PlanPages: 1, ChunkSize: k.ChunkSize, TransformBatch: k.EnrichBatch,
+			Opt: job.Options{ChunkSize: k.ChunkSize, TransformBatch: k.EnrichBatch,
 				TransformWorkers: k.TransformWorkers, WriteWorkers: k.WriteWorkers, FlushInterval: k.FlushInterval},
 			Throttle: func() (int64, int64) { s := dv.Stats(); return s.Throttled, s.Retries },
 		}

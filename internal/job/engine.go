@@ -33,7 +33,7 @@ type Options struct {
 	Lease         time.Duration // chunk ownership lease (60s); renewed by every checkpoint write
 	FlushInterval time.Duration // how often a running chunk writes its checkpoint (1s)
 	StaleAfter    time.Duration // a run with no progress for this long is taken over by the next start (30m)
-	PlanPages     int           // pages read per planning step before continuing in a new message (10)
+	PlanPages     int           // pages read per planning step before continuing in a new message (1: a step's chunks are queued only when it returns)
 	MaxDequeue    int           // the host's maxDequeueCount (5): the last delivery dead-letters
 	YieldMargin   time.Duration // stop this long before the invocation deadline to checkpoint and yield (15s)
 	WaitPoll      time.Duration // how often a duplicate delivery re-reads an owned chunk (1s)
@@ -57,7 +57,7 @@ func (o *Options) defaults() {
 	def(&o.YieldMargin, 15*time.Second)
 	def(&o.WaitPoll, time.Second)
 	if o.PlanPages <= 0 {
-		o.PlanPages = 10
+		o.PlanPages = 1
 	}
 	if o.MaxDequeue <= 0 {
 		o.MaxDequeue = 5
@@ -147,7 +147,7 @@ func (e *Engine) Handle(ctx context.Context, body []byte, d Delivery) (Result, e
 		}
 		res, err = e.Start(ctx, spec, StartOptions{Run: m.Run, DryRun: m.DryRun, RerunOf: m.RerunOf, Trigger: "queue", At: e.now()})
 	case KindPlan:
-		res, err = e.planStep(ctx, m.Run, m.Cursor, m.Seq)
+		res, err = e.planStep(ctx, m.Run, m.Cursor, m.Seq, e.Opt.PlanPages)
 	case KindChunk:
 		res, err = e.processChunk(ctx, m, d)
 	}

@@ -111,16 +111,18 @@ func (e *Engine) createRun(ctx context.Context, spec *Spec, o StartOptions) (Res
 		return Result{}, fmt.Errorf("%w: create manifest: %v", ErrTransient, err)
 	}
 	zerolog.Ctx(ctx).Info().Str("run", o.Run).Bool("dry_run", man.DryRun).Str("trigger", o.Trigger).Msg("run started")
-	res, err := e.planStep(ctx, o.Run, "", 0)
+	// The first step plans one page only, so chunks start flowing as soon as it returns (the host binds
+	// its output messages only then); the plan message it hands on plans PlanPages pages per step.
+	res, err := e.planStep(ctx, o.Run, "", 0, 1)
 	res.Logs = append([]string{fmt.Sprintf("started run %s of %s", o.Run, spec.Name)}, res.Logs...)
 	return res, err
 }
 
-// planStep reads up to PlanPages pages from cursor, writes a checkpoint per chunk and returns the
+// planStep reads up to maxPages pages from cursor, writes a checkpoint per chunk and returns the
 // chunk messages plus, when more pages remain, a plan message to continue. Chunk sequence numbers
 // follow the cursor deterministically, so a redelivered step recreates the same chunks (their
 // checkpoints already exist and are reused) instead of new copies.
-func (e *Engine) planStep(ctx context.Context, run, cursor string, seq int) (Result, error) {
+func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages int) (Result, error) {
 	var res Result
 	man, _, err := load[Manifest](ctx, e.Store, manifestName(run))
 	if err != nil {
@@ -157,7 +159,7 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq int) (Res
 			done = true
 			break
 		}
-		if pages+1 >= e.Opt.PlanPages || (hasDeadline && time.Until(deadline) < margin) {
+		if pages+1 >= maxPages || (hasDeadline && time.Until(deadline) < margin) {
 			break
 		}
 	}
