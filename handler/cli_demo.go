@@ -112,7 +112,7 @@ func demo(ctx context.Context, sf simFlags, instances int, dir string, keep bool
 			fmt.Sprintf("DVBULK_DATAVERSE_CONCURRENCY=%d", perInstance),
 			"DVBULK_CHECKPOINT_STORE=dir", "DVBULK_CHECKPOINT_DIR=" + dir,
 			"DVBULK_JOB=nightly-enrichment", "DVBULK_SCHEDULE=0 0 2 * * *", "DVBULK_LOG_LEVEL=info",
-			"DVBULK_TRANSFORM_WORKERS=4", "DVBULK_WRITE_WORKERS=4",
+			fmt.Sprintf("DVBULK_TRANSFORM_WORKERS=%d", max(1, 30/instances)), "DVBULK_WRITE_WORKERS=4",
 		},
 	})
 	if err != nil {

@@ -82,7 +82,7 @@ var settings = []setting{
 	{"DVBULK_STALE_AFTER", "30m", "a run without progress for this long is taken over by the next timer tick"},
 	{"DVBULK_FLUSH_INTERVAL", "1s", "how often a running chunk writes its checkpoint"},
 	{"DVBULK_PLAN_PAGES", "1", "pages of 5,000 records planned per plan message; a step's chunks are queued only when it returns, so small steps start chunks sooner"},
-	{"DVBULK_TRANSFORM_WORKERS", "4", "concurrent enrichment calls per chunk"},
+	{"DVBULK_TRANSFORM_WORKERS", "8", "concurrent enrichment calls per chunk; ENRICHMENT_CONCURRENCY caps all chunks of an instance together, so match it and one chunk alone can fill it"},
 	{"DVBULK_WRITE_WORKERS", "4", "concurrent write requests per chunk"},
 	{"DVBULK_LOG_LEVEL", "info", "trace, debug, info, warn or error"},
 }

@@ -41,7 +41,9 @@ func DefaultKnobs(p Profile) Knobs {
 		inst = 1
 	}
 	k := Knobs{Instances: inst, DVConcurrency: max(1, p.DOPHint/inst), EnrichConcurrency: max(1, p.EnrichConcurrency/inst),
-		EnrichBatch: p.EnrichBatch, ChunkSize: 500, WriteBatch: 200, TransformWorkers: 4, WriteWorkers: 4, Messages: 6, FlushInterval: 2 * time.Second}
+		EnrichBatch: p.EnrichBatch, ChunkSize: 500, WriteBatch: 100, WriteWorkers: 4, Messages: 6, FlushInterval: 2 * time.Second}
+	// One chunk alone can fill the instance's enrichment allowance (its client caps all chunks together).
+	k.TransformWorkers = k.EnrichConcurrency
 	if p.DOPHint < 8 {
 		// Few Dataverse slots: make every request count (fewer, larger UpdateMultiple requests).
 		k.ChunkSize, k.WriteBatch, k.WriteWorkers, k.TransformWorkers, k.Messages = 1000, 400, 2, 8, 4

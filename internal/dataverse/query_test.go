@@ -171,3 +171,35 @@ func TestInvokeAction(t *testing.T) {
 		t.Error("bad action name accepted")
 	}
 }
+
+// A hostile filter cannot add query options, cut the URL short or reach another path: every byte
+// outside the OData-safe set is percent-encoded, so the server sees exactly $select, $filter and
+// $orderby, with the filter text unchanged.
+func TestHostileFilterStaysOneQueryOption(t *testing.T) {
+	c := newTestClient(t, "http://127.0.0.1:1", nil)
+	for _, f := range []string{
+		"statecode eq 0&$top=1",
+		"statecode eq 0#&$expand=owninguser",
+		"name eq 'a' or 1 eq 1&$select=*",
+		"statecode eq 0%26$top=1",
+		"name eq 'x\r\nAuthorization: Bearer stolen'",
+		"name eq '../../WhoAmI?'",
+		"name eq '\u00e9\u00e8 \u2028'",
+	} {
+		u, err := c.firstPageURL(Query{Table: accounts, Select: []string{"name"}, Filter: f})
+		if err != nil {
+			t.Fatalf("%q: %v", f, err)
+		}
+		p, err := url.Parse(u)
+		if err != nil {
+			t.Fatalf("%q: built an unparsable URL %q: %v", f, u, err)
+		}
+		if p.Host != "127.0.0.1:1" || p.Path != "/api/data/v9.2/accounts" || p.Fragment != "" || strings.ContainsAny(u, " \r\n#") {
+			t.Errorf("%q: URL %q escapes its path or query", f, u)
+		}
+		q, err := url.ParseQuery(p.RawQuery)
+		if err != nil || len(q) != 3 || q.Get("$filter") != f || q.Get("$select") != "name,accountid" {
+			t.Errorf("%q: query options %v (%v); want exactly $select, $filter (unchanged), $orderby", f, q, err)
+		}
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"dvbulk/internal/pipeline"
 )
@@ -167,6 +169,9 @@ func (s *Spec) Validate() error {
 	}
 	if len(s.Filter) > 4096 {
 		return bad("filter", "longer than 4096 characters")
+	}
+	if i := strings.IndexFunc(s.Filter, func(r rune) bool { return unicode.IsControl(r) || r == utf8.RuneError }); i >= 0 {
+		return bad("filter", "control character or invalid UTF-8 at byte %d; an OData filter is one line of text", i)
 	}
 	for col, typ := range s.Columns {
 		if !identRE.MatchString(col) {

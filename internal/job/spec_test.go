@@ -28,6 +28,8 @@ func TestSpecErrorsNameTheField(t *testing.T) {
 		{"mode", `"transform"`, `"write":{"mode":"turbo"},"transform"`, "write.mode"},
 		{"batch", `"transform"`, `"write":{"batchSize":5000},"transform"`, "write.batchSize"},
 		{"chunk", `"transform"`, `"chunkSize":1001,"transform"`, "chunkSize"},
+		{"hostile filter", `"transform"`, `"filter":"statecode eq 0\r\nAuthorization: x","transform"`, "filter"},
+		{"filter NUL", `"transform"`, `"filter":"name eq 'a\u0000'","transform"`, "filter"},
 		{"bypass", `"transform"`, `"write":{"bypassBusinessLogic":"All"},"transform"`, "write.bypassBusinessLogic"},
 		{"expr type", `"transform":{"kind":"enrich"}`, `"transform":{"kind":"recalculate","set":{"description":"revenue * 2"}}`, "transform.set.description"},
 		{"expr off list", `"transform":{"kind":"enrich"}`, `"transform":{"kind":"recalculate","set":{"revenue":"1"}}`, "transform.set.revenue"},
