@@ -133,7 +133,9 @@ func mapErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound):
+	case bloberror.HasCode(err, bloberror.ContainerNotFound):
+		return ErrStoreMissing
+	case bloberror.HasCode(err, bloberror.BlobNotFound):
 		return ErrNotFound
 	case bloberror.HasCode(err, bloberror.ConditionNotMet, bloberror.BlobAlreadyExists):
 		return ErrConflict
@@ -188,7 +190,16 @@ func (b *Blob) Create(ctx context.Context, name string, data []byte) (ETag, erro
 	if err := ValidName(name); err != nil {
 		return "", err
 	}
-	return b.upload(ctx, name, data, blob.ModifiedAccessConditions{IfNoneMatch: ptr(azcore.ETagAny)})
+	tag, err := b.upload(ctx, name, data, blob.ModifiedAccessConditions{IfNoneMatch: ptr(azcore.ETagAny)})
+	if errors.Is(err, ErrStoreMissing) {
+		// The container was deleted under us. Creating a document is how new work starts, so the
+		// container is made again; reads and updates of the lost documents keep failing closed.
+		if _, cerr := b.c.Create(ctx, nil); cerr != nil && !bloberror.HasCode(cerr, bloberror.ContainerAlreadyExists, bloberror.ContainerBeingDeleted) {
+			return "", fmt.Errorf("checkpoint: recreate container: %s", Redact(cerr.Error()))
+		}
+		tag, err = b.upload(ctx, name, data, blob.ModifiedAccessConditions{IfNoneMatch: ptr(azcore.ETagAny)})
+	}
+	return tag, err
 }
 
 // Update implements Store.

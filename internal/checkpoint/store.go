@@ -18,6 +18,11 @@ var (
 	ErrNotFound = errors.New("checkpoint: not found")
 	// ErrConflict means a condition was not met: the document exists (Create) or changed (Update).
 	ErrConflict = errors.New("checkpoint: condition not met")
+	// ErrStoreMissing means the store itself is gone (the blob container was deleted, or storage was
+	// wiped). It is deliberately not ErrNotFound: a caller that took every document for absent would
+	// redo finished work, so reads and updates fail closed instead. Create recreates the store, so a
+	// new run can start.
+	ErrStoreMissing = errors.New("checkpoint: store missing (container deleted?)")
 )
 
 // Store is a conditional key/value store of small documents.

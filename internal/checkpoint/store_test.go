@@ -155,3 +155,46 @@ func TestFromEnvAndRedact(t *testing.T) {
 		t.Fatalf("Redact left a secret: %s", red)
 	}
 }
+
+// TestBlobContainerDeleted: when the container is deleted under a running store, reads, updates,
+// deletes and listings fail closed with ErrStoreMissing, never ErrNotFound (which would make callers
+// redo finished work as if it had never been checkpointed). Create makes the container again, so new
+// work can start; the lost documents stay lost.
+func TestBlobContainerDeleted(t *testing.T) {
+	srv := azurite.Start(t, azurite.Options{})
+	ctx := context.Background()
+	st, err := checkpoint.NewBlob(ctx, checkpoint.BlobConfig{ConnectionString: srv.ConnectionString(), Container: "wiped"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := st.Create(ctx, "runs/a/manifest.json", []byte(`{"w":"1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := azblob.NewClientFromConnectionString(srv.ConnectionString(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.DeleteContainer(ctx, "wiped", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.Get(ctx, "runs/a/manifest.json"); !errors.Is(err, checkpoint.ErrStoreMissing) || errors.Is(err, checkpoint.ErrNotFound) {
+		t.Errorf("Get after the container was deleted = %v, want ErrStoreMissing", err)
+	}
+	if _, err := st.Update(ctx, "runs/a/manifest.json", []byte(`{"w":"2"}`), tag); !errors.Is(err, checkpoint.ErrStoreMissing) {
+		t.Errorf("Update = %v, want ErrStoreMissing", err)
+	}
+	if err := st.Delete(ctx, "runs/a/manifest.json", ""); !errors.Is(err, checkpoint.ErrStoreMissing) {
+		t.Errorf("Delete = %v, want ErrStoreMissing", err)
+	}
+	if err := st.List(ctx, "runs/", func(string) error { return nil }); !errors.Is(err, checkpoint.ErrStoreMissing) {
+		t.Errorf("List = %v, want ErrStoreMissing", err)
+	}
+	// Azure keeps a deleted container's name for a while (ContainerBeingDeleted); Azurite frees it at once.
+	if _, err := st.Create(ctx, "runs/b/manifest.json", []byte(`{"w":"3"}`)); err != nil {
+		t.Fatalf("Create after the container was deleted = %v, want the container made again", err)
+	}
+	if _, _, err := st.Get(ctx, "runs/a/manifest.json"); !errors.Is(err, checkpoint.ErrNotFound) {
+		t.Errorf("the lost document after recreation: %v, want ErrNotFound", err)
+	}
+}

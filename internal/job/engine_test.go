@@ -444,3 +444,96 @@ func TestLapsedLeaseWithNoTakerContinuesInANewMessage(t *testing.T) {
 		t.Fatalf("run after the stall: %+v %v; want 300 records updated", s, err)
 	}
 }
+
+// wipeableStore loses every document when wiped and then reports the store missing, as a deleted
+// blob container does, until a Create makes it again.
+type wipeableStore struct {
+	mu      sync.Mutex
+	st      checkpoint.Store
+	missing bool
+}
+
+func (w *wipeableStore) cur() (checkpoint.Store, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.st, w.missing
+}
+
+func (w *wipeableStore) wipe() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.st, w.missing = checkpoint.NewMem(), true
+}
+
+func (w *wipeableStore) Get(ctx context.Context, name string) ([]byte, checkpoint.ETag, error) {
+	st, missing := w.cur()
+	if missing {
+		return nil, "", checkpoint.ErrStoreMissing
+	}
+	return st.Get(ctx, name)
+}
+
+func (w *wipeableStore) Create(ctx context.Context, name string, data []byte) (checkpoint.ETag, error) {
+	w.mu.Lock()
+	w.missing = false
+	st := w.st
+	w.mu.Unlock()
+	return st.Create(ctx, name, data)
+}
+
+func (w *wipeableStore) Update(ctx context.Context, name string, data []byte, match checkpoint.ETag) (checkpoint.ETag, error) {
+	st, missing := w.cur()
+	if missing {
+		return "", checkpoint.ErrStoreMissing
+	}
+	return st.Update(ctx, name, data, match)
+}
+
+func (w *wipeableStore) Delete(ctx context.Context, name string, match checkpoint.ETag) error {
+	st, missing := w.cur()
+	if missing {
+		return checkpoint.ErrStoreMissing
+	}
+	return st.Delete(ctx, name, match)
+}
+
+func (w *wipeableStore) List(ctx context.Context, prefix string, fn func(string) error) error {
+	st, missing := w.cur()
+	if missing {
+		return checkpoint.ErrStoreMissing
+	}
+	return st.List(ctx, prefix, fn)
+}
+
+// Storage wiped between planning and processing: the old run's chunk messages fail closed (nothing
+// enriched or written as if it had never been checkpointed), and the next start makes the store
+// again and runs the job afresh.
+func TestWipedStoreFailsClosedAndNextRunStartsAfresh(t *testing.T) {
+	dv := newFakeDV(300, 0)
+	en := &fakeEnricher{}
+	st := &wipeableStore{st: checkpoint.NewMem()}
+	e := testEngine(t, dv, en, st)
+	ctx := context.Background()
+	first, err := e.Start(ctx, smallSpec(t), StartOptions{Run: "nightly-enrichment-old", Trigger: "timer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.wipe()
+	for _, m := range first.Enqueue {
+		if _, err := e.Handle(ctx, []byte(m), Delivery{DequeueCount: 1}); !errors.Is(err, ErrTransient) {
+			t.Errorf("message of the wiped run: %v, want a transient failure (fail closed)", err)
+		}
+	}
+	if en.total() != 0 || dv.totalWrites() != 0 {
+		t.Fatalf("after the wipe: %d enrichment calls, %d writes; want none", en.total(), dv.totalWrites())
+	}
+	run, dead := runAll(t, e, smallSpec(t), StartOptions{Run: "nightly-enrichment-new", Trigger: "timer"})
+	s, err := ReadStatus(ctx, st, run)
+	if err != nil || s.Summary == nil || s.Summary.Outcomes[pipeline.Updated] != 300 || len(dead) != 0 {
+		t.Fatalf("next run after the wipe: %+v %v dead %v; want 300 records updated", s, err, dead)
+	}
+	// The old run's messages, delivered after the store came back, still fail closed.
+	if _, err := e.Handle(ctx, []byte(first.Enqueue[0]), Delivery{DequeueCount: 2}); !errors.Is(err, ErrTransient) {
+		t.Errorf("old run's message after recreation: %v, want a transient failure", err)
+	}
+}

@@ -35,6 +35,12 @@ func (e *Engine) Start(ctx context.Context, spec *Spec, o StartOptions) (Result,
 	}
 	for attempt := 0; attempt < 10; attempt++ {
 		act, etag, err := load[Active](ctx, e.Store, activeName(spec.Name))
+		if errors.Is(err, checkpoint.ErrStoreMissing) {
+			// Storage was wiped: every earlier run's checkpoints are gone (their leftover messages fail
+			// closed on the missing manifest). Creating this run's documents recreates the store.
+			zerolog.Ctx(ctx).Warn().Str("job", spec.Name).Msg("checkpoint store missing (container deleted?); starting afresh")
+			err = checkpoint.ErrNotFound
+		}
 		switch {
 		case errors.Is(err, checkpoint.ErrNotFound):
 			_, err = create(ctx, e.Store, activeName(spec.Name), Active{Run: o.Run, Since: e.now().UTC(), Writer: nonce()})
