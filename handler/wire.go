@@ -73,7 +73,6 @@ func newEngine(cfg *config, st checkpoint.Store, getenv func(string) string, log
 		Opt: job.Options{Lease: cfg.Lease, FlushInterval: cfg.Flush, StaleAfter: cfg.StaleAfter, PlanPages: cfg.PlanPages,
 			ChunkSize: cfg.ChunkSize, DryRun: cfg.DryRun, TransformBatch: cfg.EnrichBatch,
 			TransformWorkers: cfg.TWorkers, WriteWorkers: cfg.WWorkers},
-		Throttle: func() (int64, int64) { s := dv.Stats(); return s.Throttled, s.Retries },
 	}
 	e.Init()
 	return e, dv, nil

@@ -115,7 +115,6 @@ func Product(ctx context.Context, p Profile, scale float64, k Knobs, dir string)
 		eng := &job.Engine{Store: st, DV: dv, Enricher: en, Log: zerolog.Nop(), Instance: fmt.Sprintf("bench-%d", i),
 			Opt: job.Options{ChunkSize: k.ChunkSize, TransformBatch: k.EnrichBatch,
 				TransformWorkers: k.TransformWorkers, WriteWorkers: k.WriteWorkers, FlushInterval: k.FlushInterval},
-			Throttle: func() (int64, int64) { s := dv.Stats(); return s.Throttled, s.Retries },
 		}
 		eng.Init()
 		engines, dvs = append(engines, eng), append(dvs, dv)

@@ -73,7 +73,7 @@ func (c *Client) ChangeSet(ctx context.Context, t Table, ups []Update, o WriteOp
 		}
 		cause := fmt.Errorf("dataverse: change set %s: %w", t.EntitySet, failed.Err())
 		if transient && round < c.cfg.MaxRetries {
-			c.st.retries.Add(1)
+			c.retried(ctx, 1)
 			if err := sleep(ctx, rand.N(backoffCap(c.cfg.RetryBaseDelay, c.cfg.RetryMaxDelay, round)+1)); err != nil {
 				w.failAll(ps, err)
 				return results, fmt.Errorf("dataverse: change set %s: %w", t.EntitySet, err)

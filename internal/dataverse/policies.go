@@ -72,6 +72,9 @@ func (c *Client) sendPolicy(req *policy.Request) (*http.Response, error) {
 		wait := c.thr.pause(ra)
 		code := throttleCode(resp)
 		c.st.throttled(code)
+		if t := tallyOf(req.Raw().Context()); t != nil {
+			t.throttled.Add(1)
+		}
 		c.log.Warn().Str("path", req.Raw().URL.Path).Str("code", code).Dur("pause", wait).
 			Msg("dataverse service protection limit hit; pausing all requests")
 	case s >= 500:

@@ -88,11 +88,11 @@ func (c *Client) do(ctx context.Context, r *request) (*response, error) {
 			if throttles > c.cfg.MaxThrottleRetries {
 				return nil, fmt.Errorf("dataverse: %s: %w: throttled %d times: %w", r.op, ErrUnavailable, throttles, resp.apiError())
 			}
-			c.st.retries.Add(1)
+			c.retried(ctx, 1)
 			continue
 		case resp.status == http.StatusUnauthorized && c.hasCred && auths == 0:
 			auths++
-			c.st.retries.Add(1)
+			c.retried(ctx, 1)
 			c.log.Info().Str("op", r.op).Msg("dataverse 401; retrying once with a fresh token")
 			continue
 		case isTransientStatus(resp.status):
@@ -105,7 +105,7 @@ func (c *Client) do(ctx context.Context, r *request) (*response, error) {
 		if transient > c.cfg.MaxRetries {
 			return nil, fmt.Errorf("dataverse: %s: %w after %d attempts: %w", r.op, ErrUnavailable, transient, cause)
 		}
-		c.st.retries.Add(1)
+		c.retried(ctx, 1)
 		delay := rand.N(backoffCap(c.cfg.RetryBaseDelay, c.cfg.RetryMaxDelay, transient-1) + 1)
 		var ae *APIError
 		if errors.As(cause, &ae) && ae.RetryAfter > delay {

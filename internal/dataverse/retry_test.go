@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -418,5 +419,48 @@ func TestDopHintCapHonoured(t *testing.T) {
 				t.Errorf("stats %+v", st)
 			}
 		})
+	}
+}
+
+// Work sharing a client tells its own 429s and retries apart through WithTally; the client-wide
+// counters still see everything.
+func TestTallyCountsOnlyItsOwnRequests(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		who := "b"
+		if strings.Contains(r.URL.Query().Get("$filter"), "'a'") {
+			who = "a"
+		}
+		mu.Lock()
+		seen[who]++
+		n := seen[who]
+		mu.Unlock()
+		switch {
+		case who == "a" && n <= 2:
+			w.Header().Set("Retry-After", "0.01")
+			writeJSON(w, 429, errBody("0x80072322", "Number of requests exceeded the limit of 6000 over time window of 300 seconds."))
+		case who == "b" && n == 1:
+			writeJSON(w, 503, errBody("0x80040216", "Service unavailable"))
+		default:
+			io.WriteString(w, `{"value":[]}`)
+		}
+	}))
+	defer srv.Close()
+	c := newTestClient(t, srv.URL, nil)
+	var ta, tb Tally
+	for _, q := range []struct {
+		tally  *Tally
+		filter string
+	}{{&ta, "name eq 'a'"}, {&tb, "name eq 'b'"}} {
+		if _, err := c.QueryPage(WithTally(ctxT(t), q.tally), Query{Table: accounts, Filter: q.filter}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ta.Throttled() != 2 || ta.Retries() != 2 || tb.Throttled() != 0 || tb.Retries() != 1 {
+		t.Errorf("tallies a=%d/%d b=%d/%d (429s/retries), want a=2/2 b=0/1", ta.Throttled(), ta.Retries(), tb.Throttled(), tb.Retries())
+	}
+	if s := c.Stats(); s.Throttled != 2 || s.Retries != 3 {
+		t.Errorf("client stats %d 429s %d retries, want 2 and 3", s.Throttled, s.Retries)
 	}
 }

@@ -1,6 +1,7 @@
 package dataverse
 
 import (
+	"context"
 	"maps"
 	"sync"
 	"sync/atomic"
@@ -76,5 +77,38 @@ func (c *Client) Stats() Stats {
 		Limit:           t.limit,
 		DOP:             t.hint,
 		BatchLimit:      int(c.batchLimit.Load()),
+	}
+}
+
+// Tally counts the 429s and retries of the requests made with one context (see WithTally), so work
+// that shares a client with other work running at once (several chunks on one instance) can report
+// exactly its own, which the client-wide Stats cannot.
+type Tally struct {
+	throttled, retries atomic.Int64
+}
+
+// Throttled is the number of 429 answers the tallied requests got.
+func (t *Tally) Throttled() int64 { return t.throttled.Load() }
+
+// Retries is the number of attempts the tallied requests repeated.
+func (t *Tally) Retries() int64 { return t.retries.Load() }
+
+type tallyKey struct{}
+
+// WithTally returns a context whose requests also count their 429s and retries into t.
+func WithTally(ctx context.Context, t *Tally) context.Context {
+	return context.WithValue(ctx, tallyKey{}, t)
+}
+
+func tallyOf(ctx context.Context) *Tally {
+	t, _ := ctx.Value(tallyKey{}).(*Tally)
+	return t
+}
+
+// retried counts n repeated attempts, client-wide and for ctx's tally.
+func (c *Client) retried(ctx context.Context, n int64) {
+	c.st.retries.Add(n)
+	if t := tallyOf(ctx); t != nil {
+		t.retries.Add(n)
 	}
 }

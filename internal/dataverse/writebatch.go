@@ -106,7 +106,7 @@ func (w *writer) batchChunk(ctx context.Context, ps []prep) {
 			w.failAll(again, fmt.Errorf("%w after %d rounds: %w", ErrUnavailable, round+1, lastErr))
 			return
 		}
-		w.c.st.retries.Add(int64(len(again)))
+		w.c.retried(ctx, int64(len(again)))
 		delay := rand.N(backoffCap(w.c.cfg.RetryBaseDelay, w.c.cfg.RetryMaxDelay, round) + 1)
 		if err := sleep(ctx, delay); err != nil {
 			w.failAll(again, err)

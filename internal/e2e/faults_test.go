@@ -65,8 +65,20 @@ func TestDataverseFaults(t *testing.T) {
 			sum := r.process(ctx, run)
 			checkCounts(t, sum, n)
 			r.checkEnriched()
-			if c := r.dv.Counters(); c.RequestsDuringRetryAfter != 0 {
+			c := r.dv.Counters()
+			if c.RequestsDuringRetryAfter != 0 {
 				t.Errorf("%d requests sent inside a Retry-After window", c.RequestsDuringRetryAfter)
+			}
+			// The summary's 429 count is exact: each chunk counts only its own requests' answers.
+			var sent int64
+			for _, n := range c.Throttled {
+				sent += n
+			}
+			if strings.HasPrefix(tc.name, "429") && sent == 0 {
+				t.Error("the storm sent no 429s")
+			}
+			if sum.Stats.Throttled != sent {
+				t.Errorf("summary counts %d Dataverse 429s, the simulator sent %d", sum.Stats.Throttled, sent)
 			}
 			if len(r.host.Messages("dvbulk-chunks-poison")) != 0 {
 				t.Error("a transient fault poisoned a message")

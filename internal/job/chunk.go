@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/dataverse"
 	"dvbulk/internal/pipeline"
 )
 
@@ -145,10 +146,6 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 	var res Result
 	e := r.e
 	started := e.now()
-	var t0, r0 int64
-	if e.Throttle != nil {
-		t0, r0 = e.Throttle()
-	}
 	// The pipeline stops early enough before the invocation deadline to checkpoint and yield. The
 	// lease is renewed from the claim on, through every step, however slow.
 	pctx, cancel := context.WithCancel(ctx)
@@ -156,6 +153,9 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 		pctx, cancel = context.WithDeadline(ctx, dl.Add(-r.margin))
 	}
 	defer cancel()
+	// This chunk's own Dataverse 429s and retries, apart from those of chunks running beside it.
+	tally := &dataverse.Tally{}
+	pctx = dataverse.WithTally(pctx, tally)
 	flushDone := make(chan struct{})
 	go func() {
 		defer close(flushDone)
@@ -180,10 +180,7 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 	stopFlushing()
 
 	r.mu.Lock()
-	if e.Throttle != nil {
-		t1, r1 := e.Throttle()
-		r.stats.Throttled, r.stats.Retries = t1-t0, r1-r0
-	}
+	r.stats.Throttled, r.stats.Retries = tally.Throttled(), tally.Retries()
 	r.stats.ProcessingMilli = e.now().Sub(started).Milliseconds()
 	r.ch.Stats.add(r.stats)
 	r.stats = Stats{}

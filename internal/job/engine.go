@@ -73,9 +73,6 @@ type Engine struct {
 	Instance string   // identifies this process in ownership records
 	Log      zerolog.Logger
 	Opt      Options
-	// Throttle, when set, reports the Dataverse client's cumulative 429 and retry counts; chunks
-	// record the difference over their processing in their stats.
-	Throttle func() (throttled, retries int64)
 	Now      func() time.Time
 }
 
