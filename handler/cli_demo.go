@@ -239,16 +239,11 @@ func progressLine(s *job.Status, dv *dvsim.Sim, en *enrichsim.Sim, t0 time.Time)
 func verify(w io.Writer, dv *dvsim.Sim, en *enrichsim.Sim, sf simFlags, sum *job.Summary, took time.Duration) error {
 	wrong, unchangedWritten := 0, 0
 	keep := int(math.Round(100 * (1 - sf.changeFraction)))
-	for i, id := range dv.IDs(true) {
+	for _, id := range dv.IDs(true) {
 		row, _ := dv.Get(id)
-		want := enrichsim.Truth(id)
-		for k, v := range want {
-			if fmt.Sprint(row[k]) != fmt.Sprint(v) {
-				wrong++
-				break
-			}
+		if _, ok := enrichsim.Holds(row, id); !ok {
+			wrong++
 		}
-		_ = i
 	}
 	c := dv.Counters()
 	inactiveWritten := 0

@@ -76,9 +76,7 @@ func (s *simFlags) dataverseSim() *dvsim.Sim {
 		Servers: s.servers, DOPHint: s.dop, Latency: s.latency, TimeScale: s.timeScale,
 		Init: func(i int, id string, rec map[string]any) {
 			if i < s.accounts && i%100 < keep {
-				for k, v := range enrichsim.Truth(id) {
-					rec[k] = v
-				}
+				enrichsim.Apply(rec, id)
 			}
 		},
 	})

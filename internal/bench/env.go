@@ -48,9 +48,7 @@ func newSims(p Profile, scale float64) *env {
 			BatchPerOp: p.BatchPerOp, PageRead: p.PageRead, Action: p.Patch},
 		Init: func(i int, id string, rec map[string]any) {
 			if i < p.Active && i%100 < keep {
-				for k, v := range enrichsim.Truth(id) {
-					rec[k] = v
-				}
+				enrichsim.Apply(rec, id)
 			}
 		},
 	})
@@ -109,12 +107,8 @@ func (e *env) holdsTruth(id string) bool {
 	if !ok {
 		return false
 	}
-	for k, v := range enrichsim.Truth(id) {
-		if fmt.Sprint(row[k]) != fmt.Sprint(v) {
-			return false
-		}
-	}
-	return true
+	_, ok = enrichsim.Holds(row, id)
+	return ok
 }
 
 // extrapolate scales a sampled run's wall time to all of the profile's active accounts.

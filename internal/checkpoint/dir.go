@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 )
@@ -227,14 +226,5 @@ func (d *Dir) List(ctx context.Context, prefix string, fn func(string) error) er
 	if err != nil {
 		return fmt.Errorf("checkpoint: list %s: %w", prefix, err)
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := fn(n); err != nil {
-			return err
-		}
-	}
-	return nil
+	return emitSorted(ctx, names, fn)
 }

@@ -3,7 +3,6 @@ package checkpoint
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,14 +101,5 @@ func (m *Mem) List(ctx context.Context, prefix string, fn func(string) error) er
 		}
 	}
 	m.mu.Unlock()
-	sort.Strings(names)
-	for _, n := range names {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := fn(n); err != nil {
-			return err
-		}
-	}
-	return nil
+	return emitSorted(ctx, names, fn)
 }

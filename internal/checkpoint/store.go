@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -60,6 +61,21 @@ func ValidName(name string) error {
 	for _, r := range name {
 		if r < 0x21 || r == 0x7f || r == '\\' {
 			return fmt.Errorf("checkpoint: invalid name %q", name)
+		}
+	}
+	return nil
+}
+
+// emitSorted calls fn with names in lexical order, as List promises, stopping at fn's first error or
+// when ctx ends.
+func emitSorted(ctx context.Context, names []string, fn func(string) error) error {
+	sort.Strings(names)
+	for _, n := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(n); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+
+	"dvbulk/internal/ctxutil"
 )
 
 // ChangeSet writes ups as one atomic change set inside a $batch (the Web API equivalent of
@@ -74,7 +76,7 @@ func (c *Client) ChangeSet(ctx context.Context, t Table, ups []Update, o WriteOp
 		cause := fmt.Errorf("dataverse: change set %s: %w", t.EntitySet, failed.Err())
 		if transient && round < c.cfg.MaxRetries {
 			c.retried(ctx, 1)
-			if err := sleep(ctx, rand.N(backoffCap(c.cfg.RetryBaseDelay, c.cfg.RetryMaxDelay, round)+1)); err != nil {
+			if err := ctxutil.Sleep(ctx, rand.N(backoffCap(c.cfg.RetryBaseDelay, c.cfg.RetryMaxDelay, round)+1)); err != nil {
 				w.failAll(ps, err)
 				return results, fmt.Errorf("dataverse: change set %s: %w", t.EntitySet, err)
 			}

@@ -10,10 +10,11 @@ import (
 	"net"
 	"net/http"
 	"syscall"
-	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
+
+	"dvbulk/internal/ctxutil"
 )
 
 // request is one logical Web API call; do may send it several times.
@@ -113,7 +114,7 @@ func (c *Client) do(ctx context.Context, r *request) (*response, error) {
 		}
 		c.log.Debug().Str("op", r.op).Int("attempt", transient).Dur("backoff", delay).AnErr("cause", cause).
 			Msg("dataverse transient failure; retrying")
-		if err := sleep(ctx, delay); err != nil {
+		if err := ctxutil.Sleep(ctx, delay); err != nil {
 			return nil, fmt.Errorf("dataverse: %s: %w", r.op, err)
 		}
 	}
@@ -161,18 +162,4 @@ func transientErr(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

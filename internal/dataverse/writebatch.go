@@ -9,6 +9,8 @@ import (
 	"slices"
 
 	"golang.org/x/sync/errgroup"
+
+	"dvbulk/internal/ctxutil"
 )
 
 // batch writes ps as $batch requests of at most BatchSize (and at most the learned server limit)
@@ -108,7 +110,7 @@ func (w *writer) batchChunk(ctx context.Context, ps []prep) {
 		}
 		w.c.retried(ctx, int64(len(again)))
 		delay := rand.N(backoffCap(w.c.cfg.RetryBaseDelay, w.c.cfg.RetryMaxDelay, round) + 1)
-		if err := sleep(ctx, delay); err != nil {
+		if err := ctxutil.Sleep(ctx, delay); err != nil {
 			w.failAll(again, err)
 			return
 		}

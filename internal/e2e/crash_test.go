@@ -67,14 +67,8 @@ func TestKillMidChunk(t *testing.T) {
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() { _ = r.host.Run(runCtx) }()
-	at := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
-	if _, err := r.host.FireTimer(ctx, "EnrichTimer", funcemuTimer(at)); err != nil {
-		t.Fatal(err)
-	}
-	run := job.RunID("nightly-enrichment", at)
+	defer r.serve(ctx)()
+	run := r.planOnly(ctx)
 	select {
 	case <-killed:
 	case <-ctx.Done():
@@ -87,14 +81,8 @@ func TestKillMidChunk(t *testing.T) {
 	sum := r.waitSummary(ctx, run)
 	checkCounts(t, sum, 3000)
 	r.checkEnriched()
-	repeated := 0
-	for id := range saved {
-		if n := r.en.CallsByID(id); n > 1 {
-			repeated++
-		}
-	}
-	if repeated > 0 {
-		t.Errorf("%d records checkpointed before the kill were enriched again", repeated)
+	if n := r.reEnriched(saved); n > 0 {
+		t.Errorf("%d records checkpointed before the kill were enriched again", n)
 	}
 	t.Logf("checkpointed at the kill: %d records; enrichment repeats overall: %d", len(saved), r.en.Counters().DuplicateCalls)
 }
@@ -128,13 +116,8 @@ func TestKillRightAfterWrite(t *testing.T) {
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() { _ = r.host.Run(runCtx) }()
-	at := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
-	if _, err := r.host.FireTimer(ctx, "EnrichTimer", funcemuTimer(at)); err != nil {
-		t.Fatal(err)
-	}
+	defer r.serve(ctx)()
+	run := r.planOnly(ctx)
 	select {
 	case <-killed:
 	case <-ctx.Done():
@@ -143,7 +126,7 @@ func TestKillRightAfterWrite(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		_ = r.host.Restart(i)
 	}
-	sum := r.waitSummary(ctx, job.RunID("nightly-enrichment", at))
+	sum := r.waitSummary(ctx, run)
 	checkCounts(t, sum, 2000)
 	r.checkEnriched()
 	c := r.dv.Counters()
@@ -165,11 +148,7 @@ func TestDuplicateDelivery(t *testing.T) {
 	r := newRig(t, rigOptions{accounts: 2000, inactive: 50, instances: 2})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	at := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
-	inv, err := r.host.FireTimer(ctx, "EnrichTimer", funcemuTimer(at))
-	if err != nil || inv.Status != 200 {
-		t.Fatalf("timer: %v %+v", err, inv)
-	}
+	run := r.planOnly(ctx)
 	msgs := r.host.Messages("dvbulk-chunks")
 	dup := 0
 	for _, m := range msgs {
@@ -181,8 +160,7 @@ func TestDuplicateDelivery(t *testing.T) {
 	if dup == 0 {
 		t.Fatal("no chunk messages to duplicate")
 	}
-	go func() { _ = r.host.Run(ctx) }()
-	sum := r.waitSummary(ctx, job.RunID("nightly-enrichment", at))
+	sum := r.process(ctx, run)
 	checkCounts(t, sum, 2000)
 	r.checkEnriched()
 	r.checkOnce()
@@ -203,9 +181,7 @@ func TestChaosRandomKills(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	run := r.planOnly(ctx)
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() { _ = r.host.Run(runCtx) }()
+	defer r.serve(ctx)()
 	kills := 0
 	for kills < 8 {
 		time.Sleep(time.Duration(300+rng.IntN(900)) * time.Millisecond)

@@ -8,29 +8,7 @@ import (
 	"time"
 
 	"dvbulk/internal/dvsim"
-	"dvbulk/internal/job"
 )
-
-// planOnly fires the timer without delivering its messages, so faults can be set up between planning
-// and processing. It returns the run id.
-func (r *rig) planOnly(ctx context.Context) string {
-	r.t.Helper()
-	at := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
-	inv, err := r.host.FireTimer(ctx, "EnrichTimer", funcemuTimer(at))
-	if err != nil || inv.Status != 200 {
-		r.t.Fatalf("timer: %v %+v", err, inv)
-	}
-	return job.RunID(r.opts.job, at)
-}
-
-// process delivers the queued messages until the run's summary exists.
-func (r *rig) process(ctx context.Context, run string) *job.Summary {
-	r.t.Helper()
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() { _ = r.host.Run(runCtx) }()
-	return r.waitSummary(ctx, run)
-}
 
 // TestDataverseFaults: under each Dataverse fault the run completes, every account ends correct, no
 // record is created, and no request is sent inside a Retry-After window.

@@ -60,13 +60,12 @@ func TestPlannerKilledMidPagingAndTimerRefired(t *testing.T) {
 		dv:  func(c *dvsim.Config) { c.Cost.PageRead = 1500 * time.Millisecond }})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	at := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
-	run := job.RunID("nightly-enrichment", at)
+	run := job.RunID("nightly-enrichment", occurrence)
 
 	// 1. Kill the timer invocation mid-page.
 	fired := make(chan error, 1)
 	go func() {
-		_, err := r.host.FireTimer(ctx, "EnrichTimer", funcemuTimer(at))
+		_, err := r.host.FireTimer(ctx, "EnrichTimer", funcemuTimer(occurrence))
 		fired <- err
 	}()
 	inv := r.waitInFlight(ctx, "the timer", func(i funcemu.Invocation) bool { return i.Function == "EnrichTimer" })
@@ -88,7 +87,7 @@ func TestPlannerKilledMidPagingAndTimerRefired(t *testing.T) {
 	}
 
 	// 2. The same occurrence again, at once: the run may be live, nothing happens.
-	if inv, err := r.host.FireTimer(ctx, "EnrichTimer", funcemuTimer(at)); err != nil || inv.Status != 200 {
+	if inv, err := r.host.FireTimer(ctx, "EnrichTimer", funcemuTimer(occurrence)); err != nil || inv.Status != 200 {
 		t.Fatalf("second firing: %v %+v", err, inv)
 	}
 	if n := len(r.host.Messages("dvbulk-chunks")); n != 0 {
@@ -97,16 +96,14 @@ func TestPlannerKilledMidPagingAndTimerRefired(t *testing.T) {
 
 	// 3. Once stale, the same occurrence takes it over: planning is handed on in a plan message.
 	time.Sleep(3500 * time.Millisecond)
-	inv2, err := r.host.FireTimer(ctx, "EnrichTimer", funcemuTimer(at))
+	inv2, err := r.host.FireTimer(ctx, "EnrichTimer", funcemuTimer(occurrence))
 	if err != nil || inv2.Status != 200 || len(r.host.Messages("dvbulk-chunks")) != 1 ||
 		!strings.Contains(strings.Join(inv2.Logs, " "), "taking it over") {
 		t.Fatalf("firing once stale: %v %+v; want the run taken over with one plan message", err, inv2)
 	}
 
 	// 4. Kill whoever reads page 2 (the plan message after the first page), mid-page.
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() { _ = r.host.Run(runCtx) }()
+	defer r.serve(ctx)()
 	page2 := r.waitInFlight(ctx, "planning page 2", func(i funcemu.Invocation) bool {
 		return strings.Contains(i.Body, `"kind":"plan"`) && strings.Contains(i.Body, `"seq":10`)
 	})
@@ -127,14 +124,8 @@ func TestPlannerKilledMidPagingAndTimerRefired(t *testing.T) {
 		t.Errorf("summary counts %d chunks, want %d: a chunk was planned twice or lost", sum.Chunks, accounts/chunk)
 	}
 	r.checkEnriched()
-	repeated := 0
-	for id := range saved {
-		if r.en.CallsByID(id) > 1 {
-			repeated++
-		}
-	}
-	if repeated > 0 {
-		t.Errorf("%d records checkpointed before the kill were enriched again", repeated)
+	if n := r.reEnriched(saved); n > 0 {
+		t.Errorf("%d records checkpointed before the kill were enriched again", n)
 	}
 	var deliveries int
 	for _, inv := range r.host.Invocations() {
@@ -163,9 +154,7 @@ func TestStaleOwnerResumes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	run := r.planOnly(ctx)
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() { _ = r.host.Run(runCtx) }()
+	defer r.serve(ctx)()
 
 	r.waitInFlight(ctx, "a chunk on instance 0", func(i funcemu.Invocation) bool {
 		return i.Instance == 0 && strings.Contains(i.Body, `"kind":"chunk"`)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"unicode/utf8"
+
+	"dvbulk/internal/ctxutil"
 )
 
 // maxThrottleWaits bounds how often one request may be told to wait by Retry-After. Such
@@ -68,7 +70,7 @@ func (c *Client) runBatch(ctx context.Context, batch []Record, out []Result) boo
 		wait := backoff(retries, c.cfg.BackoffBase, c.cfg.BackoffMax)
 		c.log.Debug().Int("records", len(sent)).Str("reason", o.reason).Int("retry", retries).
 			Dur("backoff", wait).Msg("enrichment request will be retried")
-		if sleep(ctx, wait) != nil {
+		if ctxutil.Sleep(ctx, wait) != nil {
 			return false
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"dvbulk/internal/ctxutil"
 )
 
 // gate is what every request of one Client passes before it is sent: a slot among
@@ -41,13 +43,13 @@ func (g *gate) acquire(ctx context.Context) error {
 		return ctx.Err()
 	}
 	for {
-		if err := sleep(ctx, g.pauseLeft()); err != nil {
+		if err := ctxutil.Sleep(ctx, g.pauseLeft()); err != nil {
 			g.release()
 			return err
 		}
 		if g.limiter != nil {
 			r := g.limiter.Reserve()
-			if err := sleep(ctx, r.Delay()); err != nil {
+			if err := ctxutil.Sleep(ctx, r.Delay()); err != nil {
 				r.Cancel()
 				g.release()
 				return err
@@ -76,19 +78,4 @@ func (g *gate) pauseLeft() time.Duration {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return time.Until(g.pausedUntil)
-}
-
-// sleep waits d, or returns ctx's error if ctx ends first.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

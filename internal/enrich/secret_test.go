@@ -1,38 +1,19 @@
 package enrich
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
 
 	"dvbulk/internal/enrich/enrichsim"
+	"dvbulk/internal/testutil"
 )
 
 const testKey = "s3cr3t-KEY-0f9a"
-
-// syncBuffer lets concurrent requests log into one buffer.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestAPIKeyInHeaderOnly: the key travels in the configured header and nowhere else in the
 // request.
@@ -64,7 +45,7 @@ func TestAPIKeyInHeaderOnly(t *testing.T) {
 // key back in its error body) with debug logging on, and looks for the key in the logs and in
 // every reason.
 func TestAPIKeyNeverLogged(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	logger := zerolog.New(logs).Level(zerolog.TraceLevel)
 	var reasons []string
 	collect := func(res []Result) {

@@ -39,7 +39,7 @@ type result struct {
 
 // invoke POSTs one invocation to an instance and interprets the answer as the host does:
 // 2xx, a JSON Content-Type, a JSON object with case-insensitive top-level keys.
-func (h *Host) invoke(ctx context.Context, port int, fn function, id string, payload []byte, start time.Time) result {
+func (h *Host) invoke(ctx context.Context, port int, fn function, id string, payload []byte) result {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/%s", port, fn.name), bytes.NewReader(payload))
 	if err != nil {
 		return result{err: err}
@@ -71,7 +71,7 @@ func (h *Host) invoke(ctx context.Context, port int, fn function, id string, pay
 		return r
 	}
 	if t := bytes.TrimSpace(body); len(t) == 0 || string(t) == "null" {
-		r.err = h.hang(ctx, start)
+		r.err = h.hang(ctx)
 		return r
 	}
 	logs, outputs, err := parseResult(fn, body)
@@ -109,11 +109,11 @@ func (h *Host) checkSizes(fn function, outputs map[string][]string) error {
 // invocation fails with ErrTimeout and the instance's handler process is killed and restarted.
 func (h *Host) invokeTimed(ctx context.Context, inst *instance, gen, port int, fn function, id string, payload []byte, start time.Time) result {
 	if h.cfg.functionTimeout <= 0 {
-		return h.invoke(ctx, port, fn, id, payload, start)
+		return h.invoke(ctx, port, fn, id, payload)
 	}
 	tctx, cancel := context.WithDeadline(ctx, start.Add(h.cfg.functionTimeout))
 	defer cancel()
-	r := h.invoke(tctx, port, fn, id, payload, start)
+	r := h.invoke(tctx, port, fn, id, payload)
 	if r.err == nil || ctx.Err() != nil || !errors.Is(tctx.Err(), context.DeadlineExceeded) {
 		return r
 	}
@@ -147,7 +147,7 @@ func fmtSpan(d time.Duration) string {
 }
 
 // hang waits until ctx ends: invokeTimed's functionTimeout deadline, or forever when unbounded.
-func (h *Host) hang(ctx context.Context, _ time.Time) error {
+func (h *Host) hang(ctx context.Context) error {
 	<-ctx.Done()
 	return fmt.Errorf("%w: %w", ErrHang, ctx.Err())
 }

@@ -10,12 +10,10 @@ import (
 	"time"
 )
 
-// TestKilledInstanceMessageIsRedelivered: SIGKILL mid-invocation leaves the message leased; it
-// reappears only when the lease lapses, on the surviving instance, with DequeueCount 2. That second
-// invocation outlives the lease, so it also shows the lease being renewed (no third delivery).
-func TestKilledInstanceMessageIsRedelivered(t *testing.T) {
-	const lease = 2 * time.Second
-	root := newApp(t, "00:01:00", defaultQueues)
+// startTwoReporting starts two instances with the given lease; the channel receives the instance
+// index each time one starts a Work invocation.
+func startTwoReporting(t *testing.T, root string, lease time.Duration) (*Host, <-chan int) {
+	t.Helper()
 	started := make(chan int, 16)
 	h, _ := start(t, Options{AppRoot: root, Instances: 2, Lease: lease, Env: []string{"WORK_QUEUE=work"},
 		OnLine: func(i int, line string) {
@@ -26,6 +24,16 @@ func TestKilledInstanceMessageIsRedelivered(t *testing.T) {
 				}
 			}
 		}})
+	return h, started
+}
+
+// TestKilledInstanceMessageIsRedelivered: SIGKILL mid-invocation leaves the message leased; it
+// reappears only when the lease lapses, on the surviving instance, with DequeueCount 2. That second
+// invocation outlives the lease, so it also shows the lease being renewed (no third delivery).
+func TestKilledInstanceMessageIsRedelivered(t *testing.T) {
+	const lease = 2 * time.Second
+	root := newApp(t, "00:01:00", defaultQueues)
+	h, started := startTwoReporting(t, root, lease)
 	h.Enqueue("work", `{"sleep":"3s"}`, true)
 	victim := recv(t, started)
 	if got := h.InFlight(victim); len(got) != 1 || got[0].DequeueCount != 1 {
@@ -84,16 +92,7 @@ func TestKilledInstanceMessageIsRedelivered(t *testing.T) {
 func TestPausedInstanceLosesItsLease(t *testing.T) {
 	const lease = time.Second
 	root := newApp(t, "00:01:00", defaultQueues)
-	started := make(chan int, 16)
-	h, _ := start(t, Options{AppRoot: root, Instances: 2, Lease: lease, Env: []string{"WORK_QUEUE=work"},
-		OnLine: func(i int, line string) {
-			if strings.HasPrefix(line, "START Work") {
-				select { // OnLine must not block: it runs on the output reader
-				case started <- i:
-				default:
-				}
-			}
-		}})
+	h, started := startTwoReporting(t, root, lease)
 	const msg = `{"sleep":"1500ms","fanout":1}`
 	h.Enqueue("work", msg, true)
 	victim := recv(t, started)

@@ -1,12 +1,12 @@
 package funcemu
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"dvbulk/internal/testutil"
 )
 
 // TestFailingMessageIsPoisoned: a failing message is delivered exactly maxDequeueCount times, each
@@ -14,7 +14,7 @@ import (
 func TestFailingMessageIsPoisoned(t *testing.T) {
 	const visibility = 700 * time.Millisecond
 	root := newApp(t, "00:01:00", `"maxDequeueCount": 3, "visibilityTimeout": "00:00:00.7"`)
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	h, _ := start(t, Options{AppRoot: root, Instances: 2, Env: []string{"WORK_QUEUE=work"}, Output: out})
 	h.Enqueue("work", `{"fail":true}`, true)
 	waitFor(t, "the poison queue", 15*time.Second, func() bool { return len(h.Messages("work-poison")) == 1 })
@@ -82,22 +82,4 @@ func TestMessageEncoding(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is an io.Writer safe for the emulator's concurrent output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

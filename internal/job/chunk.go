@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/ctxutil"
 	"dvbulk/internal/dataverse"
 	"dvbulk/internal/pipeline"
 )
@@ -46,7 +47,7 @@ func (e *Engine) processChunk(ctx context.Context, m *Message, d Delivery) (Resu
 			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < margin+e.Opt.WaitPoll {
 				return e.yield(m, &res, "chunk %d is owned by %s; handing the wait to a new message", m.Seq, ch.Owner)
 			}
-			if err := sleep(ctx, e.Opt.WaitPoll); err != nil {
+			if err := ctxutil.Sleep(ctx, e.Opt.WaitPoll); err != nil {
 				return res, err
 			}
 			if ch, etag, err = load[Chunk](ctx, e.Store, chunkName(m.Run, m.Seq)); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/ctxutil"
 )
 
 // Run states.
@@ -215,20 +216,9 @@ func modify[T any](ctx context.Context, st checkpoint.Store, name string, mutate
 		if !errors.Is(err, checkpoint.ErrConflict) || attempt >= 50 {
 			return nil, fmt.Errorf("job: update %s: %w", name, err)
 		}
-		if err := sleep(ctx, time.Duration(1+attempt)*5*time.Millisecond); err != nil {
+		if err := ctxutil.Sleep(ctx, time.Duration(1+attempt)*5*time.Millisecond); err != nil {
 			return nil, err
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

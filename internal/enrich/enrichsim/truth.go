@@ -3,6 +3,8 @@ package enrichsim
 import (
 	"fmt"
 	"hash/fnv"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -65,4 +67,24 @@ func Truth(id string) map[string]any {
 		"description": fmt.Sprintf("%s %s company with %d employees (profile %08x)",
 			size, industry.name, employees, uint32(next())),
 	}
+}
+
+// Apply writes id's enrichment into rec, as if an earlier run had already stored it (a simulator's
+// "unchanged" accounts).
+func Apply(rec map[string]any, id string) {
+	for k, v := range Truth(id) {
+		rec[k] = v
+	}
+}
+
+// Holds reports whether row carries id's enrichment. Values compare as text, the way a JSON round
+// trip leaves numbers; when they differ, column names the first differing column (in name order).
+func Holds(row map[string]any, id string) (column string, ok bool) {
+	want := Truth(id)
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if fmt.Sprint(row[k]) != fmt.Sprint(want[k]) {
+			return k, false
+		}
+	}
+	return "", true
 }

@@ -1,6 +1,7 @@
 package enrichsim
 
 import (
+	"fmt"
 	"math"
 	"reflect"
 	"slices"
@@ -70,4 +71,24 @@ func AccountIDForTest(i int) string {
 		n /= 16
 	}
 	return string(b)
+}
+
+func TestApplyAndHolds(t *testing.T) {
+	const id = "00000001-0000-4000-8000-000000000001"
+	rec := map[string]any{"name": "Contoso"}
+	if col, ok := Holds(rec, id); ok || col != "description" {
+		t.Errorf("Holds on a bare record = %q, %v; want the first column by name, description", col, ok)
+	}
+	Apply(rec, id)
+	if _, ok := Holds(rec, id); !ok || rec["name"] != "Contoso" {
+		t.Errorf("after Apply: %v; want the enrichment held and other columns kept", rec)
+	}
+	rec["revenue"] = fmt.Sprint(rec["revenue"]) // a JSON round trip may turn numbers into text
+	if _, ok := Holds(rec, id); !ok {
+		t.Error("the same value as text does not count as held")
+	}
+	rec["industrycode"] = -1
+	if col, ok := Holds(rec, id); ok || col != "industrycode" {
+		t.Errorf("Holds with a wrong industrycode = %q, %v", col, ok)
+	}
 }
