@@ -20,3 +20,28 @@ func Sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+type stopKey struct{}
+
+// WithStop returns a context that carries stop: once stop is closed, work under the context starts
+// no new calls (a worker's yield point), while the calls already sent finish, bounded by ctx itself.
+// Unlike cancelling, it wastes no answer a service has already been asked for.
+func WithStop(ctx context.Context, stop <-chan struct{}) context.Context {
+	return context.WithValue(ctx, stopKey{}, stop)
+}
+
+// StopChan returns ctx's stop channel, or nil (never ready) if it has none.
+func StopChan(ctx context.Context) <-chan struct{} {
+	c, _ := ctx.Value(stopKey{}).(<-chan struct{})
+	return c
+}
+
+// Stopped reports whether ctx's stop channel is closed.
+func Stopped(ctx context.Context) bool {
+	select {
+	case <-StopChan(ctx):
+		return true
+	default:
+		return false
+	}
+}

@@ -21,3 +21,18 @@ func TestSleep(t *testing.T) {
 		t.Errorf("zero sleep on an ended context = %v, want Canceled", err)
 	}
 }
+
+func TestStop(t *testing.T) {
+	if Stopped(context.Background()) || StopChan(context.Background()) != nil {
+		t.Error("a context without a stop reports one")
+	}
+	stop := make(chan struct{})
+	ctx := WithStop(context.Background(), stop)
+	if Stopped(ctx) {
+		t.Error("stopped before the stop was closed")
+	}
+	close(stop)
+	if !Stopped(ctx) || ctx.Err() != nil {
+		t.Errorf("after closing the stop: Stopped %v, Err %v; want stopped and not cancelled", Stopped(ctx), ctx.Err())
+	}
+}

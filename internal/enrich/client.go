@@ -16,6 +16,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
+
+	"dvbulk/internal/ctxutil"
 )
 
 // Record is one record to enrich: its id and the job's input columns by logical name.
@@ -108,8 +110,9 @@ func httpClient(base *http.Client, concurrency int) *http.Client {
 // Enrich splits recs into requests of BatchSize records, sends them concurrently within the
 // client's shared limits and returns exactly one Result per record, in input order. Per-record
 // and per-request failures are reported in the Results, never as the error. The error is
-// non-nil only when ctx ended before every record had an answer; the Results are complete even
-// then, with unfinished records marked ReasonCanceled and Retryable.
+// non-nil only when ctx ended, or its stop (ctxutil.WithStop) closed, before every record had an
+// answer; the Results are complete even then, with unfinished records marked ReasonCanceled and
+// Retryable. After a stop, requests already sent still finish and their answers are kept.
 func (c *Client) Enrich(ctx context.Context, recs []Record) ([]Result, error) {
 	out := make([]Result, len(recs))
 	for i, r := range recs {
@@ -119,7 +122,7 @@ func (c *Client) Enrich(ctx context.Context, recs []Record) ([]Result, error) {
 	var g errgroup.Group
 	g.SetLimit(c.cfg.Concurrency)
 	for start := 0; start < len(recs); start += c.cfg.BatchSize {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || ctxutil.Stopped(ctx) {
 			unfinished.Store(true)
 			break
 		}
@@ -135,7 +138,7 @@ func (c *Client) Enrich(ctx context.Context, recs []Record) ([]Result, error) {
 	if unfinished.Load() {
 		err := ctx.Err()
 		if err == nil {
-			err = context.Canceled
+			err = errStopped
 		}
 		return out, fmt.Errorf("enrich: %w", err)
 	}

@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"context"
+	"errors"
 	"math"
 	"sync"
 	"time"
@@ -10,6 +11,9 @@ import (
 
 	"dvbulk/internal/ctxutil"
 )
+
+// errStopped means a request was not started because its context's stop closed.
+var errStopped = errors.New("enrich: stopped before sending")
 
 // gate is what every request of one Client passes before it is sent: a slot among
 // Concurrency, a token from the RPS limiter, and the end of any pause a throttled answer
@@ -34,13 +38,16 @@ func newGate(concurrency int, rps float64) *gate {
 	return g
 }
 
-// acquire takes a slot and waits for the limiter and any pause. It fails only when ctx ends;
-// on success the caller must release.
+// acquire takes a slot and waits for the limiter and any pause. It fails when ctx ends, or when
+// ctx's stop (ctxutil.WithStop) closes before a slot was free: a request not yet sent is not started
+// after the stop. On success the caller must release.
 func (g *gate) acquire(ctx context.Context) error {
 	select {
 	case g.slots <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-ctxutil.StopChan(ctx):
+		return errStopped
 	}
 	for {
 		if err := ctxutil.Sleep(ctx, g.pauseLeft()); err != nil {

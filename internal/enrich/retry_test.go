@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"dvbulk/internal/ctxutil"
 	"dvbulk/internal/enrich/enrichsim"
 )
 
@@ -355,5 +356,42 @@ func TestPerRecordAnswers(t *testing.T) {
 	st := c.Stats()
 	if st.UnknownIDs != 3 || st.DuplicateResults != 1 || st.Failures != 2 || st.Enriched != 8 {
 		t.Errorf("stats %+v, want 3 unknown ids, 1 duplicate, 2 failures, 8 enriched", st)
+	}
+}
+
+// After the context's stop closes, a request still waiting for a slot is not sent, while the one on
+// the wire finishes and its answer is kept.
+func TestStopLetsTheRequestInFlightFinish(t *testing.T) {
+	var requests atomic.Int64
+	stop := make(chan struct{})
+	srv := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if requests.Add(1) == 1 {
+			close(stop) // the stop arrives while this request is on the wire
+			time.Sleep(100 * time.Millisecond)
+		}
+		answerAll(w, r)
+	})
+	cfg := testConfig(srv.URL)
+	cfg.BatchSize, cfg.Concurrency = 1, 1
+	c := newClient(t, cfg)
+	recs := records(2)
+	res, err := c.Enrich(ctxutil.WithStop(context.Background(), stop), recs)
+	if err == nil {
+		t.Error("no error although a record was left unanswered")
+	}
+	if requests.Load() != 1 {
+		t.Errorf("%d requests sent, want 1 (none after the stop)", requests.Load())
+	}
+	answered, unsent := 0, 0
+	for _, r := range res {
+		switch {
+		case r.Err == "":
+			answered++
+		case r.Err == ReasonCanceled && r.Retryable:
+			unsent++
+		}
+	}
+	if answered != 1 || unsent != 1 {
+		t.Errorf("results %+v: want the one in flight answered and the other unfinished", res)
 	}
 }

@@ -147,23 +147,26 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 	var res Result
 	e := r.e
 	started := e.now()
-	// The pipeline stops early enough before the invocation deadline to checkpoint and yield. The
-	// lease is renewed from the claim on, through every step, however slow.
-	pctx, cancel := context.WithCancel(ctx)
+	// The pipeline stops starting work early enough before the invocation deadline to let the calls
+	// in flight finish, checkpoint and yield (stopCtx); those calls run under the invocation's own
+	// deadline. Losing the chunk to another worker stops starting work at once.
+	stopCtx, stopStarting := context.WithCancel(ctx)
 	if dl, ok := ctx.Deadline(); ok {
-		pctx, cancel = context.WithDeadline(ctx, dl.Add(-r.margin))
+		stopCtx, stopStarting = context.WithDeadline(ctx, dl.Add(-r.margin))
 	}
-	defer cancel()
+	defer stopStarting()
 	// This chunk's own Dataverse 429s and retries, apart from those of chunks running beside it.
 	tally := &dataverse.Tally{}
-	pctx = dataverse.WithTally(pctx, tally)
+	workCtx := ctxutil.WithStop(dataverse.WithTally(ctx, tally), stopCtx.Done())
+	// The lease is renewed from the claim on, through every step, until the work has drained.
+	flushCtx, endFlushing := context.WithCancel(ctx)
 	flushDone := make(chan struct{})
 	go func() {
 		defer close(flushDone)
-		r.flushLoop(pctx, cancel)
+		r.flushLoop(flushCtx, stopStarting)
 	}()
-	stopFlushing := func() { cancel(); <-flushDone }
-	if err := r.refreshResumed(pctx); err != nil {
+	stopFlushing := func() { endFlushing(); <-flushDone }
+	if err := r.refreshResumed(dataverse.WithTally(stopCtx, tally)); err != nil {
 		stopFlushing()
 		if r.isLost() {
 			return r.lostOwnership(ctx, m, &res)
@@ -176,8 +179,8 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 		stopFlushing()
 		return res, err
 	}
-	perr := pipeline.Run(pctx, cfg, items, func(ev pipeline.Event) { r.apply(index, ev) })
-	atDeadline := errors.Is(pctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+	perr := pipeline.Run(workCtx, cfg, items, func(ev pipeline.Event) { r.apply(index, ev) })
+	atDeadline := errors.Is(stopCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 	stopFlushing()
 
 	r.mu.Lock()

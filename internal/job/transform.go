@@ -23,7 +23,8 @@ func (t *enrichTransform) Transform(ctx context.Context, items []*pipeline.Item)
 		recs[i] = enrich.Record{ID: it.ID, Input: in}
 	}
 	out := make([]pipeline.TransformResult, len(items))
-	results, err := t.client.Enrich(ctx, recs)
+	// Enrich's error only says that some records were not answered; each record has its own Result.
+	results, _ := t.client.Enrich(ctx, recs)
 	byID := make(map[string]enrich.Result, len(results))
 	for _, r := range results {
 		byID[r.ID] = r
@@ -31,8 +32,9 @@ func (t *enrichTransform) Transform(ctx context.Context, items []*pipeline.Item)
 	for i, it := range items {
 		r, ok := byID[it.ID]
 		switch {
-		case err != nil:
-			out[i] = pipeline.TransformResult{Err: "enrichment: " + err.Error(), Retryable: true}
+		case ok && r.Err == enrich.ReasonCanceled:
+			// Not answered (stopped before sending, or cancelled): stays pending for a later attempt.
+			out[i] = pipeline.TransformResult{Pending: true}
 		case !ok:
 			out[i] = pipeline.TransformResult{Err: "enrichment: no result for record", Retryable: true}
 		case r.Err != "":

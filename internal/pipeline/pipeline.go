@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"dvbulk/internal/ctxutil"
 	"dvbulk/internal/dataverse"
 )
 
@@ -58,6 +59,7 @@ type TransformResult struct {
 	Fields    map[string]any
 	Err       string // permanent per-record failure
 	Retryable bool   // transient failure: try again later
+	Pending   bool   // no answer: the call was not sent (ctx's stop closed first); not a failure
 }
 
 // Transformer computes new column values. It returns one result per item, in order.
@@ -128,7 +130,8 @@ func (c *Config) defaults() {
 // Run processes items and reports every item through emit (called from several goroutines, never
 // concurrently: Run serializes calls). It returns when every item has an outcome or a Retry event,
 // or with ctx's error or ErrLostOwnership when processing had to stop early; items not reported by
-// then are still pending.
+// then are still pending. Once ctx's stop (ctxutil.WithStop) closes, no further transform call or
+// action starts; those in flight finish and their results are reported and written.
 func Run(ctx context.Context, cfg Config, items []*Item, emit func(Event)) error {
 	cfg.defaults()
 	var mu sync.Mutex
@@ -174,10 +177,13 @@ func transformStage(ctx context.Context, cfg Config, items []*Item, out chan<- w
 	}
 	for start := 0; start < len(fresh); start += cfg.TransformBatch {
 		group := fresh[start:min(start+cfg.TransformBatch, len(fresh))]
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || ctxutil.Stopped(ctx) {
 			break
 		}
 		g.Go(func() error {
+			if ctxutil.Stopped(ctx) { // stopped while this group waited for a worker
+				return nil
+			}
 			results := cfg.Transformer.Transform(ctx, group)
 			for i, it := range group {
 				if ctx.Err() != nil {
@@ -190,6 +196,8 @@ func transformStage(ctx context.Context, cfg Config, items []*Item, out chan<- w
 					r = TransformResult{Err: "transform returned no result", Retryable: true}
 				}
 				switch {
+				case r.Pending:
+					// Not answered: the call was stopped before it was sent. Stays pending, unreported.
 				case r.Retryable:
 					report(Event{ID: it.ID, Retry: true, Reason: r.Err})
 				case r.Err != "":

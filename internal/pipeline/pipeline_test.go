@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"dvbulk/internal/ctxutil"
 	"dvbulk/internal/dataverse"
 )
 
@@ -357,5 +358,40 @@ func TestLastPartialBatchIsSplitOverWriters(t *testing.T) {
 	}
 	if full != 2 || parts != 4 {
 		t.Errorf("request sizes %v: want 2 of 100 and 4 of ~12", sizes)
+	}
+}
+
+// Closing Stop starts no further transform calls, but the call in flight finishes: its results are
+// kept and written. The items never started are not reported (they stay pending).
+func TestStopLetsCallsInFlightFinish(t *testing.T) {
+	fields := map[string]map[string]any{}
+	for i := range 30 {
+		fields[id(i)] = map[string]any{"description": "new"}
+	}
+	stop := make(chan struct{})
+	var once sync.Once
+	tr := &fakeTransform{fields: fields, before: func([]*Item) {
+		once.Do(func() {
+			close(stop)
+			time.Sleep(50 * time.Millisecond) // the answer arrives after the stop
+		})
+	}}
+	w := &fakeWriter{}
+	cfg := baseConfig(tr, w)
+	cfg.TransformBatch, cfg.TransformWorkers = 10, 1
+	got := map[string]Event{}
+	err := Run(ctxutil.WithStop(context.Background(), stop), cfg, items(30), func(ev Event) {
+		if !ev.Transformed {
+			got[ev.ID] = ev
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.calls != 1 {
+		t.Errorf("%d transform calls, want only the one in flight at the stop", tr.calls)
+	}
+	if len(got) != 10 || len(w.written()) != 10 {
+		t.Errorf("%d outcomes, %d written; want the 10 answered in flight, the other 20 pending", len(got), len(w.written()))
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"dvbulk/internal/ctxutil"
 	"dvbulk/internal/dataverse"
 )
 
@@ -139,10 +140,13 @@ func runActions(ctx context.Context, cfg Config, items []*Item, report func(Even
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(cfg.WriteWorkers)
 	for _, it := range items {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || ctxutil.Stopped(ctx) {
 			break
 		}
 		g.Go(func() error {
+			if ctxutil.Stopped(ctx) {
+				return nil
+			}
 			if cfg.DryRun {
 				report(Event{ID: it.ID, Outcome: WouldUpdate, Reason: "would call " + cfg.Action})
 				return nil
