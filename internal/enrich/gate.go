@@ -39,9 +39,13 @@ func newGate(concurrency int, rps float64) *gate {
 }
 
 // acquire takes a slot and waits for the limiter and any pause. It fails when ctx ends, or when
-// ctx's stop (ctxutil.WithStop) closes before a slot was free: a request not yet sent is not started
-// after the stop. On success the caller must release.
+// ctx's stop (ctxutil.WithStop) closes before the request could go: a request not yet sent is never
+// started after the stop, even if a slot happens to be free at the same moment. On success the
+// caller must release.
 func (g *gate) acquire(ctx context.Context) error {
+	if ctxutil.Stopped(ctx) {
+		return errStopped
+	}
 	select {
 	case g.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -50,13 +54,13 @@ func (g *gate) acquire(ctx context.Context) error {
 		return errStopped
 	}
 	for {
-		if err := ctxutil.Sleep(ctx, g.pauseLeft()); err != nil {
+		if err := g.wait(ctx, g.pauseLeft()); err != nil {
 			g.release()
 			return err
 		}
 		if g.limiter != nil {
 			r := g.limiter.Reserve()
-			if err := ctxutil.Sleep(ctx, r.Delay()); err != nil {
+			if err := g.wait(ctx, r.Delay()); err != nil {
 				r.Cancel()
 				g.release()
 				return err
@@ -64,8 +68,30 @@ func (g *gate) acquire(ctx context.Context) error {
 		}
 		// Another request may have been throttled while we waited for a token.
 		if g.pauseLeft() <= 0 {
+			// Both channels may have been ready together above, and select picks at random.
+			if ctxutil.Stopped(ctx) {
+				g.release()
+				return errStopped
+			}
 			return nil
 		}
+	}
+}
+
+// wait sleeps d, returning early with an error when ctx ends or its stop closes.
+func (g *gate) wait(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-ctxutil.StopChan(ctx):
+		return errStopped
 	}
 }
 

@@ -395,3 +395,35 @@ func TestStopLetsTheRequestInFlightFinish(t *testing.T) {
 		t.Errorf("results %+v: want the one in flight answered and the other unfinished", res)
 	}
 }
+
+// A stop that closes while requests wait out a Retry-After ends the wait at once: nothing more is
+// sent, and the records come back unfinished rather than failed.
+func TestStopEndsARetryAfterWait(t *testing.T) {
+	var requests atomic.Int64
+	srv := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.Header().Set("Retry-After", "30")
+		w.WriteHeader(http.StatusTooManyRequests)
+	})
+	cfg := testConfig(srv.URL)
+	cfg.BatchSize, cfg.Concurrency = 1, 1
+	c := newClient(t, cfg)
+	stop := make(chan struct{})
+	time.AfterFunc(200*time.Millisecond, func() { close(stop) })
+	start := time.Now()
+	res, err := c.Enrich(ctxutil.WithStop(context.Background(), stop), records(3))
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Enrich returned after %s: the stop did not end the 30 s Retry-After wait", took)
+	}
+	if err == nil {
+		t.Error("no error although every record was left unanswered")
+	}
+	if n := requests.Load(); n != 1 {
+		t.Errorf("%d requests sent, want 1 (the one throttled before the stop)", n)
+	}
+	for _, r := range res {
+		if r.Err != ReasonCanceled || !r.Retryable {
+			t.Errorf("result %+v, want unfinished (%s, retryable)", r, ReasonCanceled)
+		}
+	}
+}
