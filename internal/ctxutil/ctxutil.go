@@ -3,11 +3,21 @@ package ctxutil
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
 // Sleep waits d, or returns ctx's error if ctx ends first (at once for d <= 0 on an ended ctx).
-func Sleep(ctx context.Context, d time.Duration) error {
+func Sleep(ctx context.Context, d time.Duration) error { return sleep(ctx, d, nil) }
+
+// ErrStopped is returned by SleepOrStop when ctx's stop closes first.
+var ErrStopped = errors.New("stopped")
+
+// SleepOrStop is Sleep that also ends, with ErrStopped, when ctx's stop (WithStop) closes: for
+// waits before a call that a stop means not to start at all.
+func SleepOrStop(ctx context.Context, d time.Duration) error { return sleep(ctx, d, StopChan(ctx)) }
+
+func sleep(ctx context.Context, d time.Duration, stop <-chan struct{}) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
@@ -18,6 +28,8 @@ func Sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-stop:
+		return ErrStopped
 	}
 }
 

@@ -36,3 +36,19 @@ func TestStop(t *testing.T) {
 		t.Errorf("after closing the stop: Stopped %v, Err %v; want stopped and not cancelled", Stopped(ctx), ctx.Err())
 	}
 }
+
+func TestSleepOrStop(t *testing.T) {
+	stop := make(chan struct{})
+	ctx := WithStop(context.Background(), stop)
+	if err := SleepOrStop(ctx, time.Millisecond); err != nil {
+		t.Errorf("short sleep before the stop: %v", err)
+	}
+	time.AfterFunc(20*time.Millisecond, func() { close(stop) })
+	start := time.Now()
+	if err := SleepOrStop(ctx, time.Hour); !errors.Is(err, ErrStopped) || time.Since(start) > time.Second {
+		t.Errorf("sleep across the stop = %v after %s, want ErrStopped at once", err, time.Since(start))
+	}
+	if err := Sleep(ctx, time.Millisecond); err != nil {
+		t.Errorf("plain Sleep after the stop = %v, want nil (a stop is not a cancel)", err)
+	}
+}

@@ -54,13 +54,13 @@ func (g *gate) acquire(ctx context.Context) error {
 		return errStopped
 	}
 	for {
-		if err := g.wait(ctx, g.pauseLeft()); err != nil {
+		if err := ctxutil.SleepOrStop(ctx, g.pauseLeft()); err != nil {
 			g.release()
 			return err
 		}
 		if g.limiter != nil {
 			r := g.limiter.Reserve()
-			if err := g.wait(ctx, r.Delay()); err != nil {
+			if err := ctxutil.SleepOrStop(ctx, r.Delay()); err != nil {
 				r.Cancel()
 				g.release()
 				return err
@@ -75,23 +75,6 @@ func (g *gate) acquire(ctx context.Context) error {
 			}
 			return nil
 		}
-	}
-}
-
-// wait sleeps d, returning early with an error when ctx ends or its stop closes.
-func (g *gate) wait(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-ctxutil.StopChan(ctx):
-		return errStopped
 	}
 }
 
