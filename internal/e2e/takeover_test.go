@@ -173,9 +173,11 @@ func TestStaleOwnerResumes(t *testing.T) {
 	checkCounts(t, sum, accounts)
 	r.checkEnriched()
 
-	lost := 0 // invocations of the resumed instance that found their chunk taken or finished by another worker
+	// Invocations of the resumed instance that found their chunk taken over or finished by another
+	// worker ("ownership lost to another worker" / "finished by another worker").
+	lost := 0
 	for _, inv := range r.host.Invocations() {
-		if inv.Instance == 0 && strings.Contains(strings.Join(inv.Logs, " "), "by another worker") {
+		if inv.Instance == 0 && strings.Contains(strings.Join(inv.Logs, " "), "stopped without further writes") {
 			lost++
 		}
 	}

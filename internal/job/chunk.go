@@ -209,8 +209,12 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 		res.logf("chunk %d of %s done: %d records", m.Seq, m.Run, len(r.ch.Records))
 		return res, e.finishChunk(ctx, r.ch)
 	case atDeadline && r.lastRetry == "":
-		// Stopped for the invocation deadline: checkpoint, release and continue in a new message.
+		// Stopped for the invocation deadline: checkpoint, release and continue in a new message,
+		// unless the release found the chunk taken over (the owner has its own message).
 		r.release(ctx)
+		if r.isLost() {
+			return r.lostOwnership(ctx, m, &res)
+		}
 		return e.yield(m, &res, "chunk %d: %d records left at the invocation deadline; continuing in a new message", m.Seq, pending)
 	case ctx.Err() != nil:
 		r.release(context.WithoutCancel(ctx))
@@ -277,6 +281,9 @@ func (r *chunkRun) transientFailure(ctx context.Context, m *Message, d Delivery,
 		return res, fmt.Errorf("%w: chunk %d dead-lettered after %d deliveries, %d records unfinished: %s", ErrTransient, m.Seq, d.DequeueCount, pending, reason)
 	}
 	r.release(ctx)
+	if r.isLost() { // taken over meanwhile: the new owner retries them under its own message
+		return r.lostOwnership(ctx, m, &res)
+	}
 	return res, fmt.Errorf("%w: chunk %d: %d records hit transient failures (%s); retrying on redelivery", ErrTransient, m.Seq, pending, reason)
 }
 

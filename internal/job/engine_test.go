@@ -386,6 +386,52 @@ func TestChunkYieldsBeforeTheDeadline(t *testing.T) {
 	}
 }
 
+// A chunk taken over by another worker while its invocation reaches the deadline is not handed to a
+// new message: the release meets the other owner's checkpoint, and the new owner has its own
+// message, so this one is acknowledged without a continuation.
+func TestYieldAfterTakeoverSendsNoContinuation(t *testing.T) {
+	dv := newFakeDV(100, 0)
+	en := &slowEnricher{delay: 60 * time.Millisecond}
+	st := checkpoint.NewMem()
+	e := testEngine(t, dv, en, st)
+	e.Opt.YieldMargin, e.Opt.TransformBatch, e.Opt.TransformWorkers = 150*time.Millisecond, 10, 1
+	e.Opt.FlushInterval, e.Opt.Lease = time.Minute, time.Minute // only the release writes the checkpoint
+	ctx := context.Background()
+	res, err := e.Start(ctx, smallSpec(t), StartOptions{Run: "nightly-enrichment-t", Trigger: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := DecodeMessage([]byte(res.Enqueue[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := chunkName(m.Run, m.Seq)
+	took := make(chan error, 1)
+	time.AfterFunc(150*time.Millisecond, func() {
+		ch, etag, err := load[Chunk](ctx, st, name)
+		if err == nil {
+			ch.Owner, ch.Lease = "other/worker", time.Now().Add(time.Minute)
+			_, err = save(ctx, st, name, ch, etag)
+		}
+		took <- err
+	})
+	short, cancel := context.WithTimeout(ctx, 450*time.Millisecond)
+	out, err := e.Handle(short, []byte(res.Enqueue[0]), Delivery{DequeueCount: 1})
+	cancel()
+	if err := <-took; err != nil {
+		t.Fatalf("taking the chunk over: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if len(out.Enqueue) != 0 {
+		t.Errorf("enqueued %d messages after losing the chunk; want no continuation (the new owner has its own message)", len(out.Enqueue))
+	}
+	if logs := strings.Join(out.Logs, "; "); !strings.Contains(logs, "ownership lost to another worker") {
+		t.Errorf("logs %q, want the ownership loss named", logs)
+	}
+}
+
 // stallStore fails every chunk checkpoint write after the first `allow` ones while stalled.
 type stallStore struct {
 	checkpoint.Store
