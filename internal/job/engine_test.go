@@ -352,19 +352,30 @@ func (s *slowEnricher) Enrich(ctx context.Context, recs []enrich.Record) ([]enri
 	return s.fakeEnricher.Enrich(ctx, recs)
 }
 
-// TestChunkYieldsBeforeTheDeadline: a chunk that cannot finish inside its invocation checkpoints,
-// releases ownership and hands the rest to a new message, which finishes it without repeating work.
-func TestChunkYieldsBeforeTheDeadline(t *testing.T) {
+// slowChunkRun starts a 100-record run whose chunk needs about 600 ms of enrichment (10 records per
+// 60 ms call, one at a time), with a 150 ms yield margin; tune adjusts the options before the start.
+func slowChunkRun(t *testing.T, tune func(*Options)) (*Engine, *fakeDV, *slowEnricher, checkpoint.Store, Result) {
+	t.Helper()
 	dv := newFakeDV(100, 0)
 	en := &slowEnricher{delay: 60 * time.Millisecond}
 	st := checkpoint.NewMem()
 	e := testEngine(t, dv, en, st)
 	e.Opt.YieldMargin, e.Opt.TransformBatch, e.Opt.TransformWorkers = 150*time.Millisecond, 10, 1
-	ctx := context.Background()
-	res, err := e.Start(ctx, smallSpec(t), StartOptions{Run: "nightly-enrichment-y", Trigger: "test"})
+	if tune != nil {
+		tune(&e.Opt)
+	}
+	res, err := e.Start(context.Background(), smallSpec(t), StartOptions{Run: "nightly-enrichment-y", Trigger: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return e, dv, en, st, res
+}
+
+// TestChunkYieldsBeforeTheDeadline: a chunk that cannot finish inside its invocation checkpoints,
+// releases ownership and hands the rest to a new message, which finishes it without repeating work.
+func TestChunkYieldsBeforeTheDeadline(t *testing.T) {
+	e, dv, en, _, res := slowChunkRun(t, nil)
+	ctx := context.Background()
 	short, cancel := context.WithTimeout(ctx, 450*time.Millisecond)
 	out, err := e.Handle(short, []byte(res.Enqueue[0]), Delivery{DequeueCount: 1})
 	cancel()
@@ -390,17 +401,10 @@ func TestChunkYieldsBeforeTheDeadline(t *testing.T) {
 // new message: the release meets the other owner's checkpoint, and the new owner has its own
 // message, so this one is acknowledged without a continuation.
 func TestYieldAfterTakeoverSendsNoContinuation(t *testing.T) {
-	dv := newFakeDV(100, 0)
-	en := &slowEnricher{delay: 60 * time.Millisecond}
-	st := checkpoint.NewMem()
-	e := testEngine(t, dv, en, st)
-	e.Opt.YieldMargin, e.Opt.TransformBatch, e.Opt.TransformWorkers = 150*time.Millisecond, 10, 1
-	e.Opt.FlushInterval, e.Opt.Lease = time.Minute, time.Minute // only the release writes the checkpoint
+	e, _, _, st, res := slowChunkRun(t, func(o *Options) {
+		o.FlushInterval, o.Lease = time.Minute, time.Minute // only the release writes the checkpoint
+	})
 	ctx := context.Background()
-	res, err := e.Start(ctx, smallSpec(t), StartOptions{Run: "nightly-enrichment-t", Trigger: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	m, err := DecodeMessage([]byte(res.Enqueue[0]))
 	if err != nil {
 		t.Fatal(err)
