@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"dvbulk/internal/netutil"
 )
 
 // Account is Azurite's well-known development account (its key is public, not a secret).
@@ -95,20 +97,11 @@ func Launch(opts Options) (*Server, error) {
 	return s, s.launch()
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 func (s *Server) launch() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.port == 0 {
-		p, err := freePort()
+		p, err := netutil.FreePort()
 		if err != nil {
 			return err
 		}

@@ -10,8 +10,9 @@ import (
 // Sleep waits d, or returns ctx's error if ctx ends first (at once for d <= 0 on an ended ctx).
 func Sleep(ctx context.Context, d time.Duration) error { return sleep(ctx, d, nil) }
 
-// ErrStopped is returned by SleepOrStop when ctx's stop closes first.
-var ErrStopped = errors.New("stopped")
+// ErrStopped reports that a call was not started because ctx's stop (WithStop) had closed; SleepOrStop
+// returns it when the stop closes first.
+var ErrStopped = errors.New("stopped before sending")
 
 // SleepOrStop is Sleep that also ends, with ErrStopped, when ctx's stop (WithStop) closes: for
 // waits before a call that a stop means not to start at all.

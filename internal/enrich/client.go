@@ -138,7 +138,7 @@ func (c *Client) Enrich(ctx context.Context, recs []Record) ([]Result, error) {
 	if unfinished.Load() {
 		err := ctx.Err()
 		if err == nil {
-			err = errStopped
+			err = ctxutil.ErrStopped // not sent: the stop came first
 		}
 		return out, fmt.Errorf("enrich: %w", err)
 	}

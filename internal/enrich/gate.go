@@ -2,7 +2,6 @@ package enrich
 
 import (
 	"context"
-	"errors"
 	"math"
 	"sync"
 	"time"
@@ -11,9 +10,6 @@ import (
 
 	"dvbulk/internal/ctxutil"
 )
-
-// errStopped means a request was not started because its context's stop closed.
-var errStopped = errors.New("enrich: stopped before sending")
 
 // gate is what every request of one Client passes before it is sent: a slot among
 // Concurrency, a token from the RPS limiter, and the end of any pause a throttled answer
@@ -44,14 +40,14 @@ func newGate(concurrency int, rps float64) *gate {
 // caller must release.
 func (g *gate) acquire(ctx context.Context) error {
 	if ctxutil.Stopped(ctx) {
-		return errStopped
+		return ctxutil.ErrStopped
 	}
 	select {
 	case g.slots <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-ctxutil.StopChan(ctx):
-		return errStopped
+		return ctxutil.ErrStopped
 	}
 	for {
 		if err := ctxutil.SleepOrStop(ctx, g.pauseLeft()); err != nil {
@@ -71,7 +67,7 @@ func (g *gate) acquire(ctx context.Context) error {
 			// Both channels may have been ready together above, and select picks at random.
 			if ctxutil.Stopped(ctx) {
 				g.release()
-				return errStopped
+				return ctxutil.ErrStopped
 			}
 			return nil
 		}

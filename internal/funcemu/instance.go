@@ -4,13 +4,14 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"sync"
 	"syscall"
 	"time"
+
+	"dvbulk/internal/netutil"
 )
 
 const (
@@ -55,17 +56,8 @@ func (h *Host) Start(ctx context.Context) error {
 	return nil
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 func (h *Host) launch(ctx context.Context, i int) error {
-	port, err := freePort()
+	port, err := netutil.FreePort()
 	if err != nil {
 		return fmt.Errorf("funcemu: instance %d: port: %w", i, err)
 	}

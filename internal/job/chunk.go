@@ -211,8 +211,7 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 	case atDeadline && r.lastRetry == "":
 		// Stopped for the invocation deadline: checkpoint, release and continue in a new message,
 		// unless the release found the chunk taken over (the owner has its own message).
-		r.release(ctx)
-		if r.isLost() {
+		if r.release(ctx) {
 			return r.lostOwnership(ctx, m, &res)
 		}
 		return e.yield(m, &res, "chunk %d: %d records left at the invocation deadline; continuing in a new message", m.Seq, pending)
@@ -280,8 +279,7 @@ func (r *chunkRun) transientFailure(ctx context.Context, m *Message, d Delivery,
 		}
 		return res, fmt.Errorf("%w: chunk %d dead-lettered after %d deliveries, %d records unfinished: %s", ErrTransient, m.Seq, d.DequeueCount, pending, reason)
 	}
-	r.release(ctx)
-	if r.isLost() { // taken over meanwhile: the new owner retries them under its own message
+	if r.release(ctx) { // taken over meanwhile: the new owner retries them under its own message
 		return r.lostOwnership(ctx, m, &res)
 	}
 	return res, fmt.Errorf("%w: chunk %d: %d records hit transient failures (%s); retrying on redelivery", ErrTransient, m.Seq, pending, reason)

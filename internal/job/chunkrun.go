@@ -175,11 +175,18 @@ func (r *chunkRun) flush(ctx context.Context, change func(*Chunk)) error {
 	}
 }
 
-// release checkpoints and gives up ownership so the next delivery can claim at once.
-func (r *chunkRun) release(ctx context.Context) {
-	if err := r.flush(ctx, func(c *Chunk) { c.Owner, c.Lease = "", time.Time{} }); err != nil && !errors.Is(err, checkpoint.ErrConflict) {
+// release checkpoints and gives up ownership so the next delivery can claim at once. It reports
+// whether this worker had lost the chunk (its checkpoint changed under it): the new owner then has
+// its own message, and this one must not continue the work.
+func (r *chunkRun) release(ctx context.Context) (lost bool) {
+	err := r.flush(ctx, func(c *Chunk) { c.Owner, c.Lease = "", time.Time{} })
+	if errors.Is(err, checkpoint.ErrConflict) {
+		return true
+	}
+	if err != nil {
 		r.log.Warn().Err(err).Msg("could not checkpoint on release; the lease will expire instead")
 	}
+	return false
 }
 
 // finish writes the chunk's final state. checkpoint.ErrConflict means another worker owns the chunk
