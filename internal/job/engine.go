@@ -12,6 +12,7 @@ import (
 	"dvbulk/internal/checkpoint"
 	"dvbulk/internal/dataverse"
 	"dvbulk/internal/enrich"
+	"dvbulk/internal/ledger"
 	"dvbulk/internal/pipeline"
 )
 
@@ -39,6 +40,9 @@ type Options struct {
 	WaitPoll      time.Duration // how often a duplicate delivery re-reads an owned chunk (1s)
 	ChunkSize     int           // overrides the spec's chunk size when > 0
 	DryRun        bool          // force every run started by this engine to be a dry run
+	// Rules decide which records of an incremental job are sent (the zero value sends every record
+	// but still keeps the ledger; the settings default to 720h and 168h).
+	Rules ledger.Rules
 
 	TransformBatch   int // records per enrichment call group (default: the enrich adapter's batch size)
 	TransformWorkers int // concurrent transform groups per chunk
@@ -142,7 +146,7 @@ func (e *Engine) Handle(ctx context.Context, body []byte, d Delivery) (Result, e
 		if lerr != nil {
 			return e.deadLetter(body, d, &BadMessageError{Reason: lerr.Error()}), nil
 		}
-		res, err = e.Start(ctx, spec, StartOptions{Run: m.Run, DryRun: m.DryRun, RerunOf: m.RerunOf, Trigger: "queue", At: e.now()})
+		res, err = e.Start(ctx, spec, StartOptions{Run: m.Run, DryRun: m.DryRun, Full: m.Full, RerunOf: m.RerunOf, Trigger: "queue", At: e.now()})
 	case KindPlan:
 		res, err = e.planStep(ctx, m.Run, m.Cursor, m.Seq, e.Opt.PlanPages)
 	case KindChunk:

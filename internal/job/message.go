@@ -41,6 +41,7 @@ type Message struct {
 	// start
 	DryRun  bool   `json:"dryRun,omitempty"`
 	RerunOf string `json:"rerunOf,omitempty"` // re-run only the failed records of this run
+	Full    bool   `json:"full,omitempty"`    // every record eligible, whatever the ledger says
 
 	// plan
 	Cursor string `json:"cursor,omitempty"` // @odata.nextLink to continue from; "" = the first page

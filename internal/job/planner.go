@@ -18,6 +18,7 @@ type StartOptions struct {
 	Run     string    // explicit run id; default derived from the job and At
 	At      time.Time // scheduled time (timer) or now
 	DryRun  bool
+	Full    bool   // every record eligible, whatever the job's ledger says
 	RerunOf string // re-run only the failed records of that run
 	Trigger string // timer, queue, cli
 }
@@ -103,7 +104,8 @@ func (e *Engine) createRun(ctx context.Context, spec *Spec, o StartOptions) (Res
 	}
 	now := e.now().UTC()
 	man := Manifest{Run: o.Run, Job: spec.Name, Spec: spec, DryRun: o.DryRun || e.Opt.DryRun, RerunOf: o.RerunOf,
-		Trigger: o.Trigger, State: RunPlanning, Created: now, Updated: now, Writer: nonce()}
+		Trigger: o.Trigger, State: RunPlanning, Created: now, Updated: now, Writer: nonce(),
+		Incremental: spec.IsIncremental(), Full: o.Full}
 	if _, err := create(ctx, e.Store, manifestName(o.Run), man); err != nil {
 		if errors.Is(err, checkpoint.ErrConflict) {
 			// A second firing of the same occurrence. If the first one died before handing planning on
@@ -116,7 +118,7 @@ func (e *Engine) createRun(ctx context.Context, spec *Spec, o StartOptions) (Res
 		}
 		return Result{}, fmt.Errorf("%w: create manifest: %v", ErrTransient, err)
 	}
-	zerolog.Ctx(ctx).Info().Str("run", o.Run).Bool("dry_run", man.DryRun).Str("trigger", o.Trigger).Msg("run started")
+	zerolog.Ctx(ctx).Info().Str("run", o.Run).Bool("dry_run", man.DryRun).Bool("full", man.Full).Str("trigger", o.Trigger).Msg("run started")
 	// The first step plans one page only, so chunks start flowing as soon as it returns (the host binds
 	// its output messages only then); the plan message it hands on plans PlanPages pages per step.
 	res, err := e.planStep(ctx, o.Run, "", 0, 1)
@@ -142,7 +144,8 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 	pageSize := max(spec.ChunkSize, spec.PageSize/spec.ChunkSize*spec.ChunkSize)
 	q := dataverse.Query{Table: dvTable(spec), Select: spec.SelectColumns(), Filter: spec.Filter,
 		OrderBy: spec.Table.Key + " asc", PageSize: pageSize}
-	records, done := 0, false
+	startCursor := cursor
+	records, fresh, done := 0, 0, false
 	deadline, hasDeadline := ctx.Deadline()
 	margin := e.yieldMargin(ctx)
 	for pages := 0; ; pages++ {
@@ -150,8 +153,17 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 		if err != nil {
 			return Result{}, fmt.Errorf("%w: read page of %s: %v", ErrTransient, spec.Table.EntitySet, err)
 		}
-		for start := 0; start < len(page.Records); start += spec.ChunkSize {
-			part := page.Records[start:min(start+spec.ChunkSize, len(page.Records))]
+		recs, err := toRecords(spec, page.Records)
+		if err != nil {
+			return Result{}, err
+		}
+		recs, nFresh, err := e.sift(ctx, man, recs)
+		if err != nil {
+			return Result{}, err
+		}
+		fresh += nFresh
+		for start := 0; start < len(recs); start += spec.ChunkSize {
+			part := recs[start:min(start+spec.ChunkSize, len(recs))]
 			msg, err := e.planChunk(ctx, man, seq, part)
 			if err != nil {
 				return Result{}, err
@@ -170,13 +182,14 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 		}
 	}
 	if _, err := modify(ctx, e.Store, manifestName(run), func(m *Manifest) (*Manifest, error) {
-		if m == nil || seq <= m.NextSeq && !(done && !m.PlanningDone) {
+		// A step is recorded once: by the delivery that finds the manifest still at its start cursor.
+		// (Fresh records make chunk-less steps, so the sequence number alone cannot tell.)
+		if m == nil || m.PlanningDone || m.Cursor != startCursor {
 			return nil, errNoChange // a redelivered step: already recorded
 		}
-		if seq > m.NextSeq {
-			m.PlannedRecords += records
-			m.NextSeq = seq
-		}
+		m.PlannedRecords += records + fresh
+		m.Fresh += fresh
+		m.NextSeq = max(m.NextSeq, seq)
 		m.Cursor = cursor
 		m.PlanningDone = done
 		if done {
@@ -197,7 +210,7 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 		}
 		res.Enqueue = append(res.Enqueue, s)
 	}
-	res.logf("planned %d records in %d chunks (through chunk %d); planning %s", records, len(res.Enqueue)-boolInt(!done), seq, map[bool]string{true: "complete", false: "continues"}[done])
+	res.logf("planned %d records in %d chunks (through chunk %d), %d fresh; planning %s", records, len(res.Enqueue)-boolInt(!done), seq, fresh, map[bool]string{true: "complete", false: "continues"}[done])
 	if done {
 		if err := e.tryComplete(ctx, run); err != nil {
 			return res, err
@@ -207,15 +220,8 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 }
 
 // planChunk writes one chunk's checkpoint (if it does not exist yet) and returns its message.
-func (e *Engine) planChunk(ctx context.Context, man *Manifest, seq int, rows []dataverse.Record) (string, error) {
-	ch := Chunk{Run: man.Run, Seq: seq, State: ChunkPending, Updated: e.now().UTC(), Writer: nonce()}
-	for _, row := range rows {
-		rec, err := toRecord(man.Spec, row)
-		if err != nil {
-			return "", err
-		}
-		ch.Records = append(ch.Records, rec)
-	}
+func (e *Engine) planChunk(ctx context.Context, man *Manifest, seq int, recs []Record) (string, error) {
+	ch := Chunk{Run: man.Run, Seq: seq, State: ChunkPending, Updated: e.now().UTC(), Writer: nonce(), Records: recs}
 	ids := chunkIDs(&ch)
 	if _, err := create(ctx, e.Store, chunkName(man.Run, seq), ch); err != nil {
 		if !errors.Is(err, checkpoint.ErrConflict) {
@@ -238,6 +244,19 @@ func chunkIDs(ch *Chunk) []string {
 		ids[i] = r.ID
 	}
 	return ids
+}
+
+// toRecords turns rows into chunk records.
+func toRecords(spec *Spec, rows []dataverse.Record) ([]Record, error) {
+	recs := make([]Record, 0, len(rows))
+	for _, row := range rows {
+		rec, err := toRecord(spec, row)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, rec)
+	}
+	return recs, nil
 }
 
 // toRecord turns a row into a chunk record with normalized current values.
@@ -356,7 +375,16 @@ func (e *Engine) planRerun(ctx context.Context, man *Manifest) (Result, error) {
 		if len(rows) == 0 {
 			continue // all deleted since
 		}
-		msg, err := e.planChunk(ctx, man, seq, rows)
+		recs, err := toRecords(man.Spec, rows)
+		if err != nil {
+			return Result{}, err
+		}
+		full := *man
+		full.Full = true // a re-run asks about every record it names
+		if recs, _, err = e.sift(ctx, &full, recs); err != nil {
+			return Result{}, err
+		}
+		msg, err := e.planChunk(ctx, man, seq, recs)
 		if err != nil {
 			return Result{}, err
 		}

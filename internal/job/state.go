@@ -58,6 +58,12 @@ type Manifest struct {
 	NextSeq        int    `json:"nextSeq"`          // the next chunk's sequence number
 	PlannedRecords int    `json:"plannedRecords"`
 	PlanningDone   bool   `json:"planningDone"`
+	// Incremental runs consult and keep the job's fingerprint ledger; Full makes every record
+	// eligible (the ledger is still updated); Fresh counts the records planned as fresh (not sent,
+	// not written, in no chunk).
+	Incremental bool `json:"incremental,omitempty"`
+	Full        bool `json:"full,omitempty"`
+	Fresh       int  `json:"fresh,omitempty"`
 
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
@@ -74,6 +80,9 @@ type Record struct {
 	Outcome string         `json:"outcome,omitempty"` // "" while pending
 	Reason  string         `json:"reason,omitempty"`
 	Changed map[string]any `json:"changed,omitempty"` // what was (or, in a dry run, would be) written
+	// FP is the fingerprint (hex) of the job version and the inputs as planned, recorded in the
+	// ledger once the outcome is durable; "" when the run does not keep the ledger.
+	FP string `json:"fp,omitempty"`
 }
 
 // Chunk is the checkpoint of one chunk: its records with their outcomes, and who owns it.
