@@ -60,6 +60,16 @@ func (r *nightly) run(spec *Spec, o StartOptions) (*Summary, int) {
 	return s.Summary, r.en.total() - before
 }
 
+// start plans a run without processing it and checks how many chunk messages it made.
+func (r *nightly) start(spec *Spec, run string, chunks int) Result {
+	r.t.Helper()
+	res, err := r.e.Start(context.Background(), spec, StartOptions{Run: run, Trigger: "test"})
+	if err != nil || len(res.Enqueue) != chunks {
+		r.t.Fatalf("start: %v, %d messages, want %d", err, len(res.Enqueue), chunks)
+	}
+	return res
+}
+
 func (r *nightly) active() []string {
 	var ids []string
 	for id, row := range r.dv.rows {
@@ -258,10 +268,7 @@ func TestLedgerUpdateAfterDurableOutcomeSurvivesAFailure(t *testing.T) {
 	r := newNightly(t, 100, 0, st)
 	spec := smallSpec(t)
 	ctx := context.Background()
-	res, err := r.e.Start(ctx, spec, StartOptions{Run: "nightly-enrichment-crash", Trigger: "test"})
-	if err != nil || len(res.Enqueue) != 1 {
-		t.Fatalf("start: %v, %d messages", err, len(res.Enqueue))
-	}
+	res := r.start(spec, "nightly-enrichment-crash", 1)
 	st.armed.Store(true)
 	if _, err := r.e.Handle(ctx, []byte(res.Enqueue[0]), Delivery{DequeueCount: 1}); err == nil {
 		t.Fatal("the delivery succeeded although the ledger could not be written")
@@ -295,10 +302,7 @@ func TestCrashBeforeDurableOutcomeReasksOnlyInFlight(t *testing.T) {
 	r := newNightly(t, 200, 0, nil)
 	spec := smallSpec(t)
 	ctx := context.Background()
-	res, err := r.e.Start(ctx, spec, StartOptions{Run: "nightly-enrichment-kill", Trigger: "test"})
-	if err != nil || len(res.Enqueue) != 2 {
-		t.Fatalf("start: %v, %d messages", err, len(res.Enqueue))
-	}
+	res := r.start(spec, "nightly-enrichment-kill", 2)
 	// Chunk 0 completes; chunk 1's worker "dies": its checkpoint is left as planned, nothing recorded.
 	if _, err := r.e.Handle(ctx, []byte(res.Enqueue[0]), Delivery{DequeueCount: 1}); err != nil {
 		t.Fatal(err)
