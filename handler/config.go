@@ -38,6 +38,9 @@ type config struct {
 	JobRef     string
 	ChunkSize  int
 	DryRun     bool
+	// RefreshAfter and NoMatchRetry are the incremental rules (internal/ledger); 0 = always ask.
+	RefreshAfter time.Duration
+	NoMatchRetry time.Duration
 	Lease      time.Duration
 	StaleAfter time.Duration
 	Flush      time.Duration
@@ -74,6 +77,8 @@ var settings = []setting{
 	{"DVBULK_SCHEDULE", "0 0 2 * * *", "EnrichTimer's NCRONTAB schedule (read by the Functions host)"},
 	{"DVBULK_CHUNK_SIZE", "0", "records per chunk message; 0 = the job's chunkSize (default 500); max 1000"},
 	{"DVBULK_DRY_RUN", "false", "true: do everything but the writes; the report shows what would change"},
+	{"DVBULK_REFRESH_AFTER", "720h", "an enriched record whose inputs did not change is asked again after this long (spread over its last quarter); 0 = every run"},
+	{"DVBULK_NOMATCH_RETRY_AFTER", "168h", "a record the enrichment service answered \"no match\" is asked again after this long; 0 = every run"},
 	{"DVBULK_DATAVERSE_CONCURRENCY", "52", "cap on concurrent Dataverse requests per instance (the x-ms-dop-hint caps it too)"},
 	{"DVBULK_AFFINITY_COOKIE", "false", "true sends the ARRAffinity cookie (pins one web server; slower)"},
 	{"DVBULK_MAX_RETRIES", "8", "retries of one Dataverse request after 5xx, timeouts and resets (429s are waited out separately)"},
@@ -151,6 +156,8 @@ func loadConfig(getenv func(string) string, needDataverse bool) (*config, error)
 		{"DVBULK_LEASE", &c.Lease, 2 * time.Second, 10 * time.Minute},
 		{"DVBULK_STALE_AFTER", &c.StaleAfter, time.Second, 7 * 24 * time.Hour},
 		{"DVBULK_FLUSH_INTERVAL", &c.Flush, 10 * time.Millisecond, time.Minute},
+		{"DVBULK_REFRESH_AFTER", &c.RefreshAfter, 0, 10 * 365 * 24 * time.Hour},
+		{"DVBULK_NOMATCH_RETRY_AFTER", &c.NoMatchRetry, 0, 10 * 365 * 24 * time.Hour},
 	}
 	for _, s := range durations {
 		v, err := time.ParseDuration(get(s.name))

@@ -13,6 +13,7 @@ import (
 	"dvbulk/internal/dataverse"
 	"dvbulk/internal/enrich"
 	"dvbulk/internal/job"
+	"dvbulk/internal/ledger"
 )
 
 // newLogger writes zerolog JSON. The custom handler logs to stdout, which the Functions host
@@ -72,7 +73,8 @@ func newEngine(cfg *config, st checkpoint.Store, getenv func(string) string, log
 		Instance: fmt.Sprintf("%s-%d", host, os.Getpid()),
 		Opt: job.Options{Lease: cfg.Lease, FlushInterval: cfg.Flush, StaleAfter: cfg.StaleAfter, PlanPages: cfg.PlanPages,
 			ChunkSize: cfg.ChunkSize, DryRun: cfg.DryRun, TransformBatch: cfg.EnrichBatch,
-			TransformWorkers: cfg.TWorkers, WriteWorkers: cfg.WWorkers},
+			TransformWorkers: cfg.TWorkers, WriteWorkers: cfg.WWorkers,
+			Rules: ledger.Rules{RefreshAfter: cfg.RefreshAfter, NoMatchRetryAfter: cfg.NoMatchRetry}},
 	}
 	e.Init()
 	return e, dv, nil

@@ -8,7 +8,18 @@ import (
 )
 
 // outcomeOrder is the order outcomes are listed in reports.
-var outcomeOrder = []string{"updated", "would-update", "unchanged", "gone", "skipped", "failed"}
+var outcomeOrder = []string{"updated", "would-update", "unchanged", "fresh", "gone", "skipped", "failed"}
+
+// FreshLine says how many records an incremental run left alone and what that saved.
+func FreshLine(fresh int, full bool, enrich bool) string {
+	switch {
+	case full:
+		return "incremental off for this run (full): every record eligible"
+	case enrich:
+		return fmt.Sprintf("fresh       %d records unchanged since their last enrichment: %d enrichment lookups saved", fresh, fresh)
+	}
+	return fmt.Sprintf("fresh       %d records whose inputs did not change: not recomputed", fresh)
+}
 
 // WriteReport renders a run summary for people. maxFailures bounds the failure lines printed (the
 // JSON form always has them all).
@@ -25,6 +36,9 @@ func WriteReport(w io.Writer, s *Summary, maxFailures int) {
 		fmt.Fprintf(w, " %s=%d", o, s.Outcomes[o])
 	}
 	fmt.Fprintln(w)
+	if s.Outcomes["fresh"] > 0 || s.Full {
+		fmt.Fprintf(w, "  %s\n", FreshLine(s.Outcomes["fresh"], s.Full, s.EnrichmentCallsSaved > 0))
+	}
 	fmt.Fprintf(w, "  throttling  %d Dataverse 429s, %d retries; %d transform results; %d fields dropped (not on the allow-list)\n",
 		s.Stats.Throttled, s.Stats.Retries, s.Stats.Transformed, s.Stats.DroppedFields)
 	if len(s.DeadLettered) > 0 {
