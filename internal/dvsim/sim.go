@@ -49,6 +49,8 @@ type Config struct {
 	NoUpdateMultiple bool // UpdateMultiple unavailable on accounts
 	// OnWrite is called after a write request's changes are applied, before its answer is sent.
 	OnWrite func(ids []string)
+	// ChangeTracking turns on Track changes for accounts (switchable later with SetChangeTracking).
+	ChangeTracking bool
 }
 
 // Limits are the service protection limits per user per web server.
@@ -115,6 +117,7 @@ type Sim struct {
 	blocks  sync.Map // client -> *block: Retry-After windows delivered to the client
 	faults  Faults
 	c       counters
+	ct      changeTracking
 }
 
 var industries = []int32{1, 2, 3, 6, 7, 9, 12, 19, 25, 33}
@@ -124,6 +127,7 @@ func New(cfg Config) *Sim {
 	cfg.defaults()
 	n := cfg.Accounts + cfg.InactiveAccounts
 	s := &Sim{cfg: cfg}
+	s.ct.on.Store(cfg.ChangeTracking)
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x5eed))
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
 	type seeded struct {

@@ -232,5 +232,6 @@ func (t *table) create(id string) *record {
 func (t *table) remove(id string) {
 	if r := t.lookup(id); r != nil {
 		r.flags |= deleted
+		r.modified = time.Now().UnixNano() // the tombstone is a change a delta read reports
 	}
 }
