@@ -1,7 +1,6 @@
 package dataverse
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -75,35 +74,14 @@ func (c *Client) QueryDelta(ctx context.Context, q Query, link string) (DeltaPag
 	} else if u, err := url.Parse(link); err != nil || !c.sameOrigin(u) {
 		return DeltaPage{}, fmt.Errorf("dataverse: delta query %s: refusing link outside %s%s", q.Table.EntitySet, c.root.Host, c.apiPath)
 	}
-	size := q.PageSize
-	if size <= 0 || size > maxPageSize {
-		size = maxPageSize
-	}
-	resp, err := c.do(ctx, &request{
-		op:     "delta query " + q.Table.EntitySet,
-		method: http.MethodGet,
-		url:    target,
-		header: http.Header{"Prefer": {"odata.track-changes,odata.maxpagesize=" + strconv.Itoa(size)}},
-	})
+	op := "delta query " + q.Table.EntitySet
+	body, header, err := c.readPage(ctx, op, target, "odata.track-changes,odata.maxpagesize="+strconv.Itoa(pageSize(q)))
 	if err != nil {
 		return DeltaPage{}, err
 	}
-	if ae := resp.apiError(); ae != nil {
-		return DeltaPage{}, fmt.Errorf("dataverse: delta query %s: %w", q.Table.EntitySet, ae)
-	}
-	var body struct {
-		Value     []Record `json:"value"`
-		NextLink  string   `json:"@odata.nextLink"`
-		DeltaLink string   `json:"@odata.deltaLink"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(resp.body))
-	dec.UseNumber()
-	if err := dec.Decode(&body); err != nil {
-		return DeltaPage{}, fmt.Errorf("dataverse: delta query %s: decode page: %w", q.Table.EntitySet, err)
-	}
-	if !strings.Contains(resp.header.Get("Preference-Applied"), "odata.track-changes") {
+	if !strings.Contains(header.Get("Preference-Applied"), "odata.track-changes") {
 		// Without Preference-Applied the table does not track changes: there is no token to keep.
-		return DeltaPage{}, fmt.Errorf("dataverse: delta query %s: %w", q.Table.EntitySet, ErrNoChangeTracking)
+		return DeltaPage{}, fmt.Errorf("dataverse: %s: %w", op, ErrNoChangeTracking)
 	}
 	p := DeltaPage{NextLink: body.NextLink, DeltaLink: body.DeltaLink}
 	for _, r := range body.Value {
