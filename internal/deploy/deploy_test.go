@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -253,5 +254,28 @@ func TestReaderSeesThroughComments(t *testing.T) {
 	p, err := Properties(res[0].Body)
 	if err != nil || p["q"] != "{ r: 1 }" || !strings.Contains(p["p"], "// not a comment") {
 		t.Fatalf("properties %q, %v", p, err)
+	}
+}
+
+// TestDataverseSetupScript: the script parses, and asks for the table privileges, the probe's reads
+// and the bypass privilege only on request - nothing broader (no System Administrator).
+func TestDataverseSetupScript(t *testing.T) {
+	data, err := os.ReadFile("dataverse-setup.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	for _, want := range []string{`"prvRead$TABLE" "prvWrite$TABLE" prvReadSdkMessage prvReadSdkMessageFilter`, `[[ "${BYPASS:-0}" == 1 ]] && privileges+=(prvBypassCustomBusinessLogic)`, `\"Depth\":\"Global\"`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("dataverse-setup.sh lacks %s", want)
+		}
+	}
+	if strings.Contains(s, "System Administrator\"") || strings.Contains(s, "prvBypassCustomPlugins") {
+		t.Error("dataverse-setup.sh grants more than the job needs")
+	}
+	if _, err := exec.LookPath("bash"); err == nil {
+		if out, err := exec.Command("bash", "-n", "dataverse-setup.sh").CombinedOutput(); err != nil {
+			t.Errorf("bash -n: %v\n%s", err, out)
+		}
 	}
 }
