@@ -58,11 +58,15 @@ type Config struct {
 }
 
 const (
-	apiPath               = "/api/data/v9.2/"
-	defaultMaxConcurrency = 52
-	defaultRequestTimeout = 2 * time.Minute
-	defaultMaxRetries     = 8
-	defaultThrottleRetry  = 20
+	apiPath = "/api/data/v9.2/"
+	// DefaultMaxConcurrency is the service protection limit of concurrent requests per user per web
+	// server ("Service protection API limits"); the app setting DVBULK_DATAVERSE_CONCURRENCY defaults to it.
+	DefaultMaxConcurrency = 52
+	// DefaultRequestTimeout bounds one attempt (DVBULK_REQUEST_TIMEOUT's default).
+	DefaultRequestTimeout = 2 * time.Minute
+	// DefaultMaxRetries is the transient-failure budget per request (DVBULK_MAX_RETRIES's default).
+	DefaultMaxRetries    = 8
+	defaultThrottleRetry = 20
 	defaultBaseDelay      = time.Second
 	defaultMaxDelay       = 30 * time.Second
 	maxResponseBytes      = 64 << 20 // a 5000-row page or a 1000-part batch response is far smaller
@@ -103,14 +107,14 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("dataverse: a credential is required for non-loopback URL %s", root.Host)
 	}
 	if cfg.MaxConcurrency <= 0 {
-		cfg.MaxConcurrency = defaultMaxConcurrency
+		cfg.MaxConcurrency = DefaultMaxConcurrency
 	}
 	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = defaultRequestTimeout
+		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	switch {
 	case cfg.MaxRetries == 0:
-		cfg.MaxRetries = defaultMaxRetries
+		cfg.MaxRetries = DefaultMaxRetries
 	case cfg.MaxRetries < 0:
 		cfg.MaxRetries = 0
 	}

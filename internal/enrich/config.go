@@ -38,18 +38,28 @@ type Config struct {
 // ErrConfig is wrapped by every error New returns.
 var ErrConfig = errors.New("invalid enrichment configuration")
 
+// Defaults of a Client, also the defaults of the app settings ENRICHMENT_API_KEY_HEADER,
+// ENRICHMENT_BATCH_SIZE, ENRICHMENT_CONCURRENCY and ENRICHMENT_TIMEOUT. One record per request is what
+// every service of the protocol takes; a larger batch is the operator's to set.
+const (
+	DefaultAPIKeyHeader = "x-api-key"
+	DefaultBatchSize    = 1
+	DefaultConcurrency  = 8
+	DefaultTimeout      = 30 * time.Second
+)
+
 func (c Config) withDefaults() Config {
 	if c.APIKeyHeader == "" {
-		c.APIKeyHeader = "x-api-key"
+		c.APIKeyHeader = DefaultAPIKeyHeader
 	}
 	if c.BatchSize == 0 {
-		c.BatchSize = 1
+		c.BatchSize = DefaultBatchSize
 	}
 	if c.Concurrency == 0 {
-		c.Concurrency = 8
+		c.Concurrency = DefaultConcurrency
 	}
 	if c.Timeout == 0 {
-		c.Timeout = 30 * time.Second
+		c.Timeout = DefaultTimeout
 	}
 	if c.MaxRetries == 0 {
 		c.MaxRetries = 6
