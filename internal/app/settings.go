@@ -10,7 +10,6 @@ package app
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"dvbulk/internal/dataverse"
 	"dvbulk/internal/enrich"
 	"dvbulk/internal/job"
+	"dvbulk/internal/netutil"
 	"dvbulk/internal/pipeline"
 )
 
@@ -263,17 +263,10 @@ func checkURL(raw string, root bool) (string, error) {
 	return raw, nil
 }
 
+// isLoopbackURL reports whether raw's host is loopback (see netutil.IsLoopback).
 func isLoopbackURL(raw string) bool {
 	u, err := url.Parse(raw)
-	if err != nil {
-		return false
-	}
-	h := u.Hostname()
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
+	return err == nil && netutil.IsLoopback(u.Hostname())
 }
 
 func validContainer(s string) bool {

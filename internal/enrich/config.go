@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"dvbulk/internal/netutil"
 
 	"github.com/rs/zerolog"
 )
@@ -88,7 +89,7 @@ func (c Config) validate() error {
 	case u.Host == "":
 		return bad("URL", "has no host")
 	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http" && netutil.IsLoopback(u.Hostname()):
 	default:
 		return bad("URL", "must use https unless the host is loopback (got scheme %q)", u.Scheme)
 	}
@@ -114,14 +115,6 @@ func (c Config) validate() error {
 		return bad("RPS", "must be a finite number, zero or more")
 	}
 	return nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // isToken reports whether s is an RFC 9110 token, i.e. usable as a header name.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -253,7 +254,7 @@ func allow(cfg Config, fields map[string]any) (map[string]any, int, error) {
 	out := make(map[string]any, len(cfg.Writable))
 	dropped := 0
 	for col, v := range fields {
-		if !contains(cfg.Writable, col) {
+		if !slices.Contains(cfg.Writable, col) {
 			dropped++
 			continue
 		}
@@ -278,13 +279,4 @@ func diff(current, fields map[string]any) map[string]any {
 		changed[col] = v
 	}
 	return changed
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
