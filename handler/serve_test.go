@@ -177,17 +177,6 @@ func TestInvocationDeadlineInsideFunctionTimeout(t *testing.T) {
 	}
 }
 
-func TestParseTimeSpan(t *testing.T) {
-	for in, want := range map[string]time.Duration{"00:10:00": 10 * time.Minute, "01:00:00": time.Hour, "1.00:00:00": 24 * time.Hour} {
-		if got, ok := parseTimeSpan(in); !ok || got != want {
-			t.Errorf("parseTimeSpan(%q) = %v %v", in, got, ok)
-		}
-	}
-	if _, ok := parseTimeSpan("ten minutes"); ok {
-		t.Error("accepted garbage")
-	}
-}
-
 // TestShutdownDrainsInFlight: on SIGTERM (serve's ctx ending) an in-flight invocation is not
 // cancelled: its context's stop closes, it hands over, and its answer (with the continuation
 // message) still reaches the host before serve returns.
