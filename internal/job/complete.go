@@ -174,6 +174,9 @@ func (e *Engine) tryComplete(ctx context.Context, run string) error {
 	if _, err := create(ctx, e.Store, summaryName(run), sum); err != nil && !errors.Is(err, checkpoint.ErrConflict) {
 		return fmt.Errorf("%w: write summary: %v", ErrTransient, err)
 	} else if err == nil {
+		if err := e.commitDelta(ctx, man); err != nil {
+			return err
+		}
 		e.Log.Info().Str("run", run).Int("records", sum.Records).Interface("outcomes", sum.Outcomes).
 			Float64("seconds", sum.DurationSeconds).Msg("run complete")
 	}

@@ -43,6 +43,8 @@ type Options struct {
 	// Rules decide which records of an incremental job are sent (the zero value sends every record
 	// but still keeps the ledger; the settings default to 720h and 168h).
 	Rules ledger.Rules
+	// NoChangeTracking pages the table even where it tracks changes.
+	NoChangeTracking bool
 
 	TransformBatch   int // records per enrichment call group (default: the enrich adapter's batch size)
 	TransformWorkers int // concurrent transform groups per chunk

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"dvbulk/internal/ledger"
 	"dvbulk/internal/pipeline"
@@ -56,6 +57,22 @@ func fingerprint(spec *Spec, version string, cur map[string]any) uint64 {
 // sift splits planned records into those to send and the number that are fresh. Every returned
 // record carries its fingerprint so the ledger can be updated once its outcome is durable.
 func (e *Engine) sift(ctx context.Context, man *Manifest, recs []Record) ([]Record, int, error) {
+	return e.siftAs(ctx, man, recs, siftNormal)
+}
+
+type siftMode int
+
+const (
+	siftNormal siftMode = iota // the rules decide; fresh ones are counted
+	siftAll                    // every record is sent (a full run, a re-run, the due records)
+	// siftDelta is the change-tracking delta: records whose ledger entry is due at the run's start
+	// are left to the due scan that follows (so none is planned twice), fresh ones are not counted
+	// (that scan counts every entry that is not due), and a planned record that had such an entry
+	// takes one off that count.
+	siftDelta
+)
+
+func (e *Engine) siftAs(ctx context.Context, man *Manifest, recs []Record, mode siftMode) ([]Record, int, error) {
 	if !man.Incremental {
 		return recs, 0, nil
 	}
@@ -67,7 +84,7 @@ func (e *Engine) sift(ctx context.Context, man *Manifest, recs []Record) ([]Reco
 		recs[i].FP = strconv.FormatUint(fp, 16)
 		ids[i] = recs[i].ID
 	}
-	if man.Full {
+	if man.Full || mode == siftAll {
 		return recs, 0, nil
 	}
 	known, err := ledger.New(e.Store, man.Job).Lookup(ctx, ids)
@@ -75,27 +92,46 @@ func (e *Engine) sift(ctx context.Context, man *Manifest, recs []Record) ([]Reco
 		return nil, 0, fmt.Errorf("%w: %v", ErrTransient, err)
 	}
 	now := e.now()
+	if mode == siftDelta {
+		now = man.Created
+	}
 	out, fresh := recs[:0], 0
 	for _, rec := range recs {
 		fp, _ := strconv.ParseUint(rec.FP, 16, 64)
 		ent, ok := known[rec.ID]
+		if mode == siftDelta && ok && e.due(spec, rec.ID, ent, now) {
+			continue
+		}
 		reason := e.Opt.Rules.Decide(rec.ID, fp, ent, ok, now)
 		if spec.Transform.Kind == KindRecalculate && (reason == ledger.Refresh || reason == ledger.NoMatchRetry) {
 			reason = ledger.Fresh // a recalculation depends on its inputs only
 		}
-		if reason == ledger.Fresh {
+		switch {
+		case reason == ledger.Fresh && mode == siftNormal:
 			fresh++
 			continue
+		case reason == ledger.Fresh:
+			continue
+		case mode == siftDelta && ok:
+			fresh--
 		}
 		out = append(out, rec)
 	}
 	return out, fresh, nil
 }
 
+// due reports whether a ledger entry makes its record eligible at now whatever its inputs are; a
+// recalculation depends on its inputs only, so only a failed attempt is due.
+func (e *Engine) due(spec *Spec, id string, ent ledger.Entry, now time.Time) bool {
+	if spec.Transform.Kind == KindRecalculate {
+		return ent.Failed
+	}
+	return e.Opt.Rules.Due(id, ent, now)
+}
+
 // recordLedger writes a finished chunk's durable outcomes into the ledger: a success (written, or
 // already holding the answer) or a "no match" records the fingerprint and the time; a record gone
-// from Dataverse is forgotten; any other failure leaves the entry as it was, so the record is asked
-// again. A dry run writes nothing. Applying the same chunk twice is harmless.
+// from Dataverse is forgotten; any other failure or a skip is flagged, so the record is asked again. A dry run writes nothing. Applying the same chunk twice is harmless.
 func (e *Engine) recordLedger(ctx context.Context, man *Manifest, ch *Chunk) error {
 	if !man.Incremental || man.DryRun {
 		return nil
@@ -115,6 +151,9 @@ func (e *Engine) recordLedger(ctx context.Context, man *Manifest, ch *Chunk) err
 			ups = append(ups, ledger.Update{ID: r.ID, Entry: ledger.Entry{FP: fp, At: now}})
 		case r.Outcome == pipeline.Failed && r.Reason == ReasonNoMatch:
 			ups = append(ups, ledger.Update{ID: r.ID, Entry: ledger.Entry{FP: fp, At: now, NoMatch: true}})
+		case r.Outcome == pipeline.Failed || r.Outcome == pipeline.Skipped:
+			// Not a success: asked again next run (a change-tracking run finds it by this flag).
+			ups = append(ups, ledger.Update{ID: r.ID, Entry: ledger.Entry{FP: fp, At: now, Failed: true}})
 		case r.Outcome == pipeline.Gone:
 			ups = append(ups, ledger.Update{ID: r.ID, Remove: true})
 		}

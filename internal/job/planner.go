@@ -107,6 +107,9 @@ func (e *Engine) createRun(ctx context.Context, spec *Spec, o StartOptions) (Res
 	man := Manifest{Run: o.Run, Job: spec.Name, Spec: spec, DryRun: o.DryRun || e.Opt.DryRun, RerunOf: o.RerunOf,
 		Trigger: o.Trigger, State: RunPlanning, Created: now, Updated: now, Writer: nonce(),
 		Incremental: spec.IsIncremental(), Full: o.Full}
+	if man.Incremental && o.RerunOf == "" {
+		man.Tracking, man.DeltaFrom = e.chooseTracking(ctx, spec, o.Full)
+	}
 	if _, err := create(ctx, e.Store, manifestName(o.Run), man); err != nil {
 		if errors.Is(err, checkpoint.ErrConflict) {
 			// A second firing of the same occurrence. If the first one died before handing planning on
@@ -141,28 +144,20 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 		return e.planRerun(ctx, man)
 	}
 	spec := man.Spec
-	// Pages hold whole chunks, so chunks are full-sized except the very last.
-	pageSize := max(spec.ChunkSize, spec.PageSize/spec.ChunkSize*spec.ChunkSize)
-	q := dataverse.Query{Table: dvTable(spec), Select: spec.SelectColumns(), Filter: spec.Filter,
-		OrderBy: spec.Table.Key + " asc", PageSize: pageSize}
 	startCursor := cursor
-	records, fresh, done := 0, 0, false
+	records, fresh, done, deltaNext := 0, 0, false, ""
 	deadline, hasDeadline := ctx.Deadline()
 	margin := e.yieldMargin(ctx)
 	for pages := 0; ; pages++ {
-		page, err := e.DV.QueryPage(ctx, q, cursor)
-		if err != nil {
-			return Result{}, fmt.Errorf("%w: read page of %s: %v", ErrTransient, spec.Table.EntitySet, err)
-		}
-		recs, err := toRecords(spec, page.Records)
+		page, err := e.planPage(ctx, man, cursor)
 		if err != nil {
 			return Result{}, err
 		}
-		recs, nFresh, err := e.sift(ctx, man, recs)
-		if err != nil {
-			return Result{}, err
+		recs := page.recs
+		fresh += page.fresh
+		if page.deltaLink != "" {
+			deltaNext = page.deltaLink
 		}
-		fresh += nFresh
 		for start := 0; start < len(recs); start += spec.ChunkSize {
 			part := recs[start:min(start+spec.ChunkSize, len(recs))]
 			msg, err := e.planChunk(ctx, man, seq, part)
@@ -173,7 +168,7 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 			records += len(part)
 			seq++
 		}
-		cursor = page.NextLink
+		cursor = page.next
 		if cursor == "" {
 			done = true
 			break
@@ -191,6 +186,12 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 		m.PlannedRecords += records + fresh
 		m.Fresh += fresh
 		m.NextSeq = max(m.NextSeq, seq)
+		if deltaNext != "" {
+			m.DeltaNext = deltaNext
+		}
+		if man.Tracking != m.Tracking && startCursor == "" {
+			m.Tracking = man.Tracking // the delta link failed: this step fell back to a full read
+		}
 		m.Cursor = cursor
 		m.PlanningDone = done
 		if done {
@@ -380,9 +381,8 @@ func (e *Engine) planRerun(ctx context.Context, man *Manifest) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		full := *man
-		full.Full = true // a re-run asks about every record it names
-		if recs, _, err = e.sift(ctx, &full, recs); err != nil {
+		// A re-run asks about every record it names.
+		if recs, _, err = e.siftAs(ctx, man, recs, siftAll); err != nil {
 			return Result{}, err
 		}
 		msg, err := e.planChunk(ctx, man, seq, recs)

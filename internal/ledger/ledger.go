@@ -151,7 +151,12 @@ func (l *Ledger) applyShard(ctx context.Context, s int, ups []update) error {
 
 // Scan calls fn with every entry, one shard at a time (bounded memory), in shard order.
 func (l *Ledger) Scan(ctx context.Context, fn func(id string, e Entry) error) error {
-	for s := 0; s < Shards; s++ {
+	return l.ScanShards(ctx, 0, Shards, fn)
+}
+
+// ScanShards is Scan over shards first (inclusive) to last (exclusive).
+func (l *Ledger) ScanShards(ctx context.Context, first, last int, fn func(id string, e Entry) error) error {
+	for s := first; s < last; s++ {
 		rows, _, err := l.load(ctx, s)
 		if err != nil {
 			return err

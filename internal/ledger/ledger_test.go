@@ -42,6 +42,7 @@ func TestDecideBoundaries(t *testing.T) {
 		{"no match, just before retry", 7, nm, true, t0.Add(168*time.Hour - time.Second), Fresh},
 		{"no match, at retry", 7, nm, true, t0.Add(168 * time.Hour), NoMatchRetry},
 		{"no match, inputs changed", 9, nm, true, t0.Add(time.Hour), Changed},
+		{"failed last time", 7, Entry{FP: 7, At: t0, Failed: true}, true, t0.Add(time.Minute), Retry},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -77,6 +78,28 @@ func TestRefreshJitterSpreads(t *testing.T) {
 	for night, c := range nights {
 		if c > n/4 {
 			t.Fatalf("night %d gets %d of %d refreshes: not spread", night, c, n)
+		}
+	}
+}
+
+func TestDue(t *testing.T) {
+	r := Rules{RefreshAfter: 720 * time.Hour, NoMatchRetryAfter: 168 * time.Hour}
+	id := idN(2, 2)
+	due := r.RefreshDue(id, t0)
+	cases := []struct {
+		e   Entry
+		at  time.Duration
+		due bool
+	}{
+		{Entry{At: t0}, due - time.Second, false},
+		{Entry{At: t0}, due, true},
+		{Entry{At: t0, NoMatch: true}, 168*time.Hour - time.Second, false},
+		{Entry{At: t0, NoMatch: true}, 168 * time.Hour, true},
+		{Entry{At: t0, Failed: true}, 0, true},
+	}
+	for i, c := range cases {
+		if got := r.Due(id, c.e, t0.Add(c.at)); got != c.due {
+			t.Errorf("case %d: Due(%+v, +%s) = %v, want %v", i, c.e, c.at, got, c.due)
 		}
 	}
 }
@@ -214,7 +237,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	var rows []row
 	for i := 0; i < 100; i++ {
 		id, _ := parseID(idN(1, i))
-		rows = append(rows, row{id: id, Entry: Entry{FP: uint64(i) * 977, At: t0.Add(time.Duration(i) * time.Hour), NoMatch: i%3 == 0}})
+		rows = append(rows, row{id: id, Entry: Entry{FP: uint64(i) * 977, At: t0.Add(time.Duration(i) * time.Hour), NoMatch: i%3 == 0, Failed: i%5 == 0}})
 	}
 	got, err := decodeShard(encodeShard(rows))
 	if err != nil || len(got) != len(rows) {

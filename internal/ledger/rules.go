@@ -19,6 +19,7 @@ type Entry struct {
 	FP      uint64    // fingerprint of the job version and the record's input values when answered
 	At      time.Time // when the answer was recorded (second precision)
 	NoMatch bool      // the answer was "no match"
+	Failed  bool      // the last attempt failed otherwise (or was skipped): ask again next run
 }
 
 // Reason says why a record is sent to the enrichment service, or that it is not (Fresh).
@@ -31,6 +32,7 @@ const (
 	Changed      Reason = "changed"       // an input column (or the job's version) changed since
 	Refresh      Reason = "refresh"       // the last answer is due for a refresh
 	NoMatchRetry Reason = "nomatch-retry" // the last answer was "no match" and is old enough to ask again
+	Retry        Reason = "retry"         // the last attempt failed: asked again
 	Full         Reason = "full"          // a full run: everything is eligible
 )
 
@@ -53,6 +55,8 @@ func (r Rules) Decide(id string, fp uint64, e Entry, ok bool, now time.Time) Rea
 	switch {
 	case !ok:
 		return Unseen
+	case e.Failed:
+		return Retry
 	case e.FP != fp:
 		return Changed
 	case e.NoMatch:
@@ -64,6 +68,19 @@ func (r Rules) Decide(id string, fp uint64, e Entry, ok bool, now time.Time) Rea
 		return Refresh
 	}
 	return Fresh
+}
+
+// Due reports whether an entry is due at now whatever the record's inputs are: a failed attempt, a
+// "no match" old enough to retry, or an answer due for its refresh. A change-tracking run finds
+// these by scanning the ledger, since the delta only names rows that changed.
+func (r Rules) Due(id string, e Entry, now time.Time) bool {
+	switch {
+	case e.Failed:
+		return true
+	case e.NoMatch:
+		return now.Sub(e.At) >= r.NoMatchRetryAfter
+	}
+	return now.Sub(e.At) >= r.RefreshDue(id, e.At)
 }
 
 // RefreshDue is the age at which an answer recorded at for id is due: RefreshAfter less a per-record

@@ -21,6 +21,7 @@ const (
 	// EntrySize is the bytes one record costs in the ledger.
 	EntrySize   = 16 + 8 + 4 + 1
 	flagNoMatch = 1
+	flagFailed  = 2
 )
 
 type row struct {
@@ -69,6 +70,7 @@ func decodeShard(data []byte) ([]row, error) {
 		rows[i].FP = binary.BigEndian.Uint64(b[16:24])
 		rows[i].At = time.Unix(int64(binary.BigEndian.Uint32(b[24:28])), 0).UTC()
 		rows[i].NoMatch = b[28]&flagNoMatch != 0
+		rows[i].Failed = b[28]&flagFailed != 0
 		if i > 0 && bytes.Compare(rows[i-1].id[:], rows[i].id[:]) >= 0 {
 			return nil, errCorrupt
 		}
@@ -88,7 +90,10 @@ func encodeShard(rows []row) []byte {
 		binary.BigEndian.PutUint32(b[24:28], uint32(max(0, r.At.Unix())))
 		b[28] = 0
 		if r.NoMatch {
-			b[28] = flagNoMatch
+			b[28] |= flagNoMatch
+		}
+		if r.Failed {
+			b[28] |= flagFailed
 		}
 		out = append(out, b[:]...)
 	}
