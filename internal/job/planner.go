@@ -189,8 +189,8 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 		if deltaNext != "" {
 			m.DeltaNext = deltaNext
 		}
-		if man.Tracking != m.Tracking && startCursor == "" {
-			m.Tracking = man.Tracking // the delta link failed: this step fell back to a full read
+		if man.DeltaFailed {
+			m.DeltaFailed = true // the delta link failed: this step fell back to a full read
 		}
 		m.Cursor = cursor
 		m.PlanningDone = done

@@ -65,12 +65,14 @@ type Manifest struct {
 	Full        bool `json:"full,omitempty"`
 	Fresh       int  `json:"fresh,omitempty"`
 	// Tracking is how the run reads the table: "" pages it with the job's filter; "full" is a
-	// change-tracking read of every row (it yields the first delta link); "delta" reads the changes
-	// since DeltaFrom and then the records the ledger says are due. DeltaNext is the link a
+	// change-tracking read of every row (it yields the first delta link); "delta" first scans the
+	// ledger for the records due whatever their inputs, then reads the changes since DeltaFrom. DeltaNext is the link a
 	// completed run keeps for the next one.
 	Tracking  string `json:"tracking,omitempty"`
 	DeltaFrom string `json:"deltaFrom,omitempty"`
 	DeltaNext string `json:"deltaNext,omitempty"`
+	// DeltaFailed says the delta link failed and the run read the whole table instead.
+	DeltaFailed bool `json:"deltaFailed,omitempty"`
 
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`

@@ -100,7 +100,7 @@ func (e *Engine) planPage(ctx context.Context, man *Manifest, cursor string) (pl
 		recs, fresh, err := e.sift(ctx, man, recs)
 		return plannedPage{recs: recs, fresh: fresh, next: page.NextLink}, err
 	}
-	if strings.HasPrefix(cursor, dueCursor) {
+	if man.Tracking == TrackingDelta && (cursor == "" || strings.HasPrefix(cursor, dueCursor)) {
 		return e.planDue(ctx, man, cursor)
 	}
 	tr := e.DV.(Tracker)
@@ -110,15 +110,16 @@ func (e *Engine) planPage(ctx context.Context, man *Manifest, cursor string) (pl
 	}
 	q := dataverse.Query{Table: dvTable(spec), Select: mergeColumns(spec.SelectColumns(), filter.columns()), PageSize: pageSize}
 	link := cursor
-	if cursor == "" && man.Tracking == TrackingDelta {
+	if cursor == deltaStart {
 		link = man.DeltaFrom
 	}
 	page, err := tr.QueryDelta(ctx, q, link)
-	if err != nil && cursor == "" && man.Tracking == TrackingDelta {
+	if err != nil && cursor == deltaStart {
 		// The error for an expired token is not documented: any failure of the stored link falls
-		// back to a full tracked read, which rebuilds the token. Nothing is planned yet.
+		// back to a tracked read of the whole table, which rebuilds the token. The due records are
+		// planned already and this read leaves them out, as the delta would have.
 		zerolog.Ctx(ctx).Warn().Err(err).Str("run", man.Run).Msg("delta link failed; reading the whole table to rebuild it")
-		man.Tracking = TrackingFull
+		man.DeltaFailed = true
 		page, err = tr.QueryDelta(ctx, q, "")
 	}
 	if err != nil {
@@ -136,34 +137,59 @@ func (e *Engine) planPage(ctx context.Context, man *Manifest, cursor string) (pl
 	if err != nil {
 		return plannedPage{}, err
 	}
+	out := plannedPage{next: page.NextLink, deltaLink: page.DeltaLink}
 	mode := siftNormal
 	if man.Tracking == TrackingDelta {
 		mode = siftDelta
-		// Rows gone from the job (deleted, or no longer matching its filter) leave the ledger, so the
-		// due scan neither counts nor asks about them. A dry run leaves the ledger alone.
-		if len(page.Deleted) > 0 && !man.DryRun {
-			ups := make([]ledger.Update, len(page.Deleted))
-			for i, id := range page.Deleted {
-				ups[i] = ledger.Update{ID: id, Remove: true}
-			}
-			if err := ledger.New(e.Store, man.Job).Apply(ctx, ups); err != nil {
-				return plannedPage{}, fmt.Errorf("%w: %v", ErrTransient, err)
-			}
+		if out.fresh, err = e.dropGone(ctx, man, page.Deleted); err != nil {
+			return plannedPage{}, err
 		}
 	}
 	recs, fresh, err := e.siftAs(ctx, man, recs, mode)
-	out := plannedPage{recs: recs, fresh: fresh, next: page.NextLink, deltaLink: page.DeltaLink}
-	if page.NextLink == "" && man.Tracking == TrackingDelta {
-		out.next = dueCursor + "0"
-	}
+	out.recs, out.fresh = recs, out.fresh+fresh
 	return out, err
+}
+
+// deltaStart is the cursor of a delta run's first read of its stored delta link.
+const deltaStart = "delta:"
+
+// dropGone takes rows that left the job (deleted, or no longer matching its filter) out of the
+// ledger, so later runs neither count nor ask about them, and returns the (negative) correction to
+// the fresh count for those the due scan counted. A dry run leaves the ledger alone.
+func (e *Engine) dropGone(ctx context.Context, man *Manifest, ids []string) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	known, err := ledger.New(e.Store, man.Job).Lookup(ctx, ids)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrTransient, err)
+	}
+	correction := 0
+	var ups []ledger.Update
+	for id, ent := range known {
+		if !e.due(man.Spec, id, ent, man.Created) {
+			correction--
+		}
+		ups = append(ups, ledger.Update{ID: id, Remove: true})
+	}
+	if len(ups) > 0 && !man.DryRun {
+		if err := ledger.New(e.Store, man.Job).Apply(ctx, ups); err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrTransient, err)
+		}
+	}
+	return correction, nil
 }
 
 // planDue scans a share of the ledger for records due whatever their inputs (refresh, no-match
 // retry, failed last time): a delta names only rows that changed. Their current values are read by
-// id; deleted or filtered-out ones are dropped. Every entry not due counts as fresh.
+// id; deleted or filtered-out ones are dropped. Every entry not due counts as fresh (the delta that
+// follows corrects the count for those it plans or finds gone). Each shard is scanned by exactly
+// one step, before any chunk of the run can touch it, so the count does not depend on timing.
 func (e *Engine) planDue(ctx context.Context, man *Manifest, cursor string) (plannedPage, error) {
 	spec := man.Spec
+	if cursor == "" {
+		cursor = dueCursor + "0"
+	}
 	first, err := strconv.Atoi(strings.TrimPrefix(cursor, dueCursor))
 	if err != nil || first < 0 || first >= ledger.Shards {
 		return plannedPage{}, &BadMessageError{Reason: fmt.Sprintf("plan cursor %q is not valid", cursor)}
@@ -186,7 +212,7 @@ func (e *Engine) planDue(ctx context.Context, man *Manifest, cursor string) (pla
 	if err != nil {
 		return plannedPage{}, err
 	}
-	out := plannedPage{fresh: fresh}
+	out := plannedPage{fresh: fresh, next: deltaStart}
 	if last < ledger.Shards {
 		out.next = dueCursor + strconv.Itoa(last)
 	}
