@@ -48,20 +48,20 @@ type Config struct {
 	Container     string
 	CheckpointDir string
 
-	Job        *job.Spec
-	JobRef     string
-	ChunkSize  int
-	DryRun     bool
+	Job       *job.Spec
+	JobRef    string
+	ChunkSize int
+	DryRun    bool
 	// RefreshAfter and NoMatchRetry are the incremental rules (internal/ledger); 0 = always ask.
 	RefreshAfter time.Duration
 	NoMatchRetry time.Duration
-	Lease      time.Duration
-	StaleAfter time.Duration
-	Flush      time.Duration
-	PlanPages  int
-	TWorkers   int
-	WWorkers   int
-	LogLevel   zerolog.Level
+	Lease        time.Duration
+	StaleAfter   time.Duration
+	Flush        time.Duration
+	PlanPages    int
+	TWorkers     int
+	WWorkers     int
+	LogLevel     zerolog.Level
 }
 
 // SettingError names the setting that is wrong; the CLI prints it as the one-line reason for exit 2.
