@@ -55,7 +55,7 @@ func cmdBench(ctx context.Context, args []string, _ func(string) string, stdout,
 	fs.IntVar(&kn.WriteWorkers, "write-workers", 0, "product: concurrent writes per chunk (0 = default)")
 	fs.IntVar(&kn.Messages, "messages", 0, "product: chunk messages processed at once per instance (0 = default)")
 	fs.DurationVar(&kn.FlushInterval, "flush-interval", 0, "product: how often a running chunk checkpoints (0 = default)")
-	only := fs.String("only", "", "comma-separated strategies to run: sequential, seed, product (default all)")
+	only := fs.String("only", "", "comma-separated strategies to run: sequential, seed, product, and nightly (full vs incremental nightly runs) (default all)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the whole bench to this file")
 	fs.Usage = func() { fmt.Fprint(stderr, benchHelp); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
@@ -95,10 +95,10 @@ func cmdBench(ctx context.Context, args []string, _ func(string) string, stdout,
 	for _, s := range strings.Split(*only, ",") {
 		switch s = strings.TrimSpace(s); s {
 		case "":
-		case "sequential", "seed", "product":
+		case "sequential", "seed", "product", "nightly":
 			sel[s] = true
 		default:
-			fmt.Fprintf(stderr, "dvbulk bench: --only takes sequential, seed and product, got %q\n", s)
+			fmt.Fprintf(stderr, "dvbulk bench: --only takes sequential, seed, product and nightly, got %q\n", s)
 			return 2
 		}
 	}

@@ -106,30 +106,11 @@ func (k Knobs) Settings(dvURL, enURL string) map[string]string {
 func Product(ctx context.Context, p Profile, scale float64, k Knobs, dir string) (Result, error) {
 	e := newEnv(p, scale)
 	defer e.stop()
-	st, err := checkpoint.NewDir(dir)
+	spec, engines, dvs, err := e.engines(k, dir)
 	if err != nil {
-		return Result{}, fmt.Errorf("bench: checkpoint dir: %w", err)
+		return Result{}, err
 	}
-	settings := k.Settings(e.dvURL, e.enURL)
-	cfg, err := app.Load(func(name string) string { return settings[name] }, true)
-	if err != nil {
-		return Result{}, fmt.Errorf("bench: settings: %w", err)
-	}
-	spec := cfg.Job
-	spec.Write.BatchSize = k.WriteBatch
-	var (
-		engines []*job.Engine
-		dvs     []*dataverse.Client
-		dead    atomic.Int64
-	)
-	for i := range k.Instances {
-		eng, dv, err := app.NewEngine(cfg, st, zerolog.Nop())
-		if err != nil {
-			return Result{}, fmt.Errorf("bench: %w", err)
-		}
-		eng.Instance = fmt.Sprintf("bench-%d", i)
-		engines, dvs = append(engines, eng), append(dvs, dv)
-	}
+	var dead atomic.Int64
 	util := sampleUtilisation(ctx, e)
 	cpu0 := cpuTime()
 	start := time.Now()
@@ -145,7 +126,7 @@ func Product(ctx context.Context, p Profile, scale float64, k Knobs, dir string)
 	wall := time.Since(start)
 	cpu := cpuTime() - cpu0
 	u := util()
-	s, err := job.ReadStatus(context.WithoutCancel(ctx), st, run)
+	s, err := job.ReadStatus(context.WithoutCancel(ctx), engines[0].Store, run)
 	if err != nil {
 		return Result{}, fmt.Errorf("bench: %w", err)
 	}
@@ -165,6 +146,35 @@ func Product(ctx context.Context, p Profile, scale float64, k Knobs, dir string)
 		r.Note += fmt.Sprintf("; %d dead letters", n)
 	}
 	return r, nil
+}
+
+// engines builds k.Instances engines against e's simulators the way the custom handler builds them
+// (app.Load and app.NewEngine from the app settings of k), sharing one checkpoint directory.
+func (e *env) engines(k Knobs, dir string) (*job.Spec, []*job.Engine, []*dataverse.Client, error) {
+	st, err := checkpoint.NewDir(dir)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("bench: checkpoint dir: %w", err)
+	}
+	settings := k.Settings(e.dvURL, e.enURL)
+	cfg, err := app.Load(func(name string) string { return settings[name] }, true)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("bench: settings: %w", err)
+	}
+	spec := cfg.Job
+	spec.Write.BatchSize = k.WriteBatch
+	var (
+		engines []*job.Engine
+		dvs     []*dataverse.Client
+	)
+	for i := range k.Instances {
+		eng, dv, err := app.NewEngine(cfg, st, zerolog.Nop())
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("bench: %w", err)
+		}
+		eng.Instance = fmt.Sprintf("bench-%d", i)
+		engines, dvs = append(engines, eng), append(dvs, dv)
+	}
+	return spec, engines, dvs, nil
 }
 
 func byKind(m map[string]int64) string {

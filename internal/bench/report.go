@@ -26,7 +26,8 @@ type Options struct {
 	SequentialSample    int           // records the sequential strategy runs before extrapolating
 	SeedBudget          time.Duration // wall time after which the seed pattern is cut and extrapolated
 	Knobs               map[string]Knobs
-	// Only, when set, runs just these strategies ("sequential", "seed", "product").
+	// Only, when set, runs just these strategies ("sequential", "seed", "product") or sections
+	// ("nightly": full vs incremental nightly runs).
 	Only      map[string]bool
 	Memory    *MemoryOptions // nil skips the memory measurement
 	Dir       string         // scratch directory
@@ -49,8 +50,27 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		runtime.GC()
 	}
 	for _, p := range o.Profiles {
+		if onlyNightly(o.Only) {
+			break
+		}
 		if err := runProfile(ctx, o, p, w); err != nil {
 			return err
+		}
+	}
+	if len(o.Only) == 0 || o.Only["nightly"] {
+		for _, p := range o.Profiles {
+			if p.Name != "prod" {
+				continue // the prod profile stands for the nightly sync
+			}
+			k, ok := o.Knobs[p.Name]
+			if !ok {
+				k = DefaultKnobs(p)
+			}
+			rs, err := Nightly(ctx, p, k, 0.01, o.Dir)
+			if err != nil {
+				return err
+			}
+			WriteNightly(w, p, rs)
 		}
 	}
 	if o.Memory != nil {
@@ -148,6 +168,9 @@ func runProfile(ctx context.Context, o Options, p Profile, w io.Writer) error {
 	fmt.Fprintf(w, "records lost:          %d of %d, inactive touched %d  %s\n", prod.Lost, prod.Checked, prod.Touched, mark(prod.Lost == 0 && prod.Touched == 0))
 	return nil
 }
+
+// onlyNightly reports whether only the nightly section was asked for.
+func onlyNightly(only map[string]bool) bool { return len(only) == 1 && only["nightly"] }
 
 func mark(ok bool) string {
 	if ok {
