@@ -327,13 +327,13 @@ func (r *chunkRun) apply(index map[string]*Record, ev pipeline.Event) {
 	}
 	r.dirty = true
 	r.stats.DroppedFields += ev.Dropped
-	switch {
-	case ev.Transformed:
+	switch ev.Kind {
+	case pipeline.EventTransformed:
 		rec.Fields = ev.Fields
 		r.stats.Transformed++
-	case ev.Retry:
+	case pipeline.EventRetry:
 		r.lastRetry = ev.Reason
-	case ev.Outcome != "":
+	case pipeline.EventDone:
 		rec.Outcome, rec.Reason, rec.Changed = ev.Outcome, ev.Reason, ev.Changed
 		if ev.Outcome != pipeline.WouldUpdate {
 			rec.Fields = nil // written or settled: nothing left to resume

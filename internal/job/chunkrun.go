@@ -191,7 +191,7 @@ func (r *chunkRun) release(ctx context.Context) (lost bool) {
 
 // finish writes the chunk's final state. checkpoint.ErrConflict means another worker owns the chunk
 // now and will finish it.
-func (r *chunkRun) finish(ctx context.Context, state, reason string) error {
+func (r *chunkRun) finish(ctx context.Context, state ChunkState, reason string) error {
 	err := r.flush(ctx, func(c *Chunk) {
 		c.State, c.Reason, c.Owner, c.Lease = state, reason, "", time.Time{}
 		if state == ChunkDeadLettered {

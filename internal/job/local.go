@@ -2,9 +2,9 @@ package job
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -45,7 +45,18 @@ type LocalQueue struct {
 
 type localMsg struct {
 	body    string
+	kind    MessageKind // decoded once when enqueued; "" when the body does not decode
 	dequeue int
+}
+
+// newLocalMsg reads the kind of a queued body. Only the kind is decoded: a body that fails the full
+// decoding is still delivered, and the engine dead-letters it with the reason.
+func newLocalMsg(body string) localMsg {
+	var k struct {
+		Kind MessageKind `json:"kind"`
+	}
+	_ = json.Unmarshal([]byte(body), &k)
+	return localMsg{body: body, kind: k.Kind}
 }
 
 // Run processes the messages of first and everything they enqueue, until none are left.
@@ -78,7 +89,7 @@ func (q *LocalQueue) Run(ctx context.Context, first Result) error {
 		dead(d)
 	}
 	for _, b := range first.Enqueue {
-		pending = append(pending, localMsg{body: b})
+		pending = append(pending, newLocalMsg(b))
 	}
 	stop := context.AfterFunc(ctx, func() { mu.Lock(); cond.Broadcast(); mu.Unlock() })
 	defer stop()
@@ -119,7 +130,7 @@ func (q *LocalQueue) Run(ctx context.Context, first Result) error {
 				var next []localMsg
 				if err == nil {
 					for _, b := range res.Enqueue {
-						next = append(next, localMsg{body: b})
+						next = append(next, newLocalMsg(b))
 					}
 				}
 				mu.Lock()
@@ -156,7 +167,7 @@ func (q *LocalQueue) Run(ctx context.Context, first Result) error {
 func pick(pending []localMsg, backlog int) int {
 	chunks, firstChunk, firstPlan := 0, -1, -1
 	for i, m := range pending {
-		if strings.Contains(m.body, `"kind":"plan"`) {
+		if m.kind == KindPlan {
 			if firstPlan < 0 {
 				firstPlan = i
 			}

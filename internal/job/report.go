@@ -3,12 +3,15 @@ package job
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
+
+	"dvbulk/internal/pipeline"
 )
 
 // outcomeOrder is the order outcomes are listed in reports.
-var outcomeOrder = []string{"updated", "would-update", "unchanged", "gone", "skipped", "failed"}
+var outcomeOrder = []pipeline.Outcome{pipeline.Updated, pipeline.WouldUpdate, pipeline.Unchanged, pipeline.Gone, pipeline.Skipped, pipeline.Failed}
 
 // WriteReport renders a run summary for people. maxFailures bounds the failure lines printed (the
 // JSON form always has them all).
@@ -58,24 +61,20 @@ func WriteReport(w io.Writer, s *Summary, maxFailures int) {
 	}
 }
 
-func sortedOutcomes(m map[string]int) []string {
-	var out []string
+func sortedOutcomes(m map[pipeline.Outcome]int) []pipeline.Outcome {
+	var out []pipeline.Outcome
 	for _, o := range outcomeOrder {
 		if _, ok := m[o]; ok {
 			out = append(out, o)
 		}
 	}
-	var rest []string
+	var rest []pipeline.Outcome
 	for o := range m {
-		known := false
-		for _, k := range outcomeOrder {
-			known = known || k == o
-		}
-		if !known {
+		if !slices.Contains(outcomeOrder, o) {
 			rest = append(rest, o)
 		}
 	}
-	sort.Strings(rest)
+	slices.Sort(rest)
 	return append(out, rest...)
 }
 
