@@ -294,7 +294,7 @@ func (e *Engine) resume(ctx context.Context, man *Manifest) (Result, error) {
 		if err != nil {
 			return err
 		}
-		if ch.State != ChunkPending || (ch.Owner != "" && now.Before(ch.Lease)) {
+		if ch.State != ChunkPending || ch.heldAt(now) {
 			return nil
 		}
 		if ch.Attempts >= e.Opt.MaxDequeue {
