@@ -244,20 +244,6 @@ func (r *chunkRun) pendingItems() ([]*pipeline.Item, map[string]*Record) {
 	return items, index
 }
 
-func normalizeAll(spec *Spec, vals map[string]any) map[string]any {
-	if vals == nil {
-		return nil
-	}
-	out := make(map[string]any, len(vals))
-	for k, v := range vals {
-		if n, err := pipeline.Normalize(spec.Columns[k], v); err == nil {
-			v = n
-		}
-		out[k] = v
-	}
-	return out
-}
-
 // apply records a pipeline event in the checkpoint (written by the next flush).
 func (r *chunkRun) apply(index map[string]*Record, ev pipeline.Event) {
 	rec, ok := index[ev.ID]

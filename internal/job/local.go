@@ -3,29 +3,9 @@ package job
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"sync"
 	"time"
-
-	"dvbulk/internal/checkpoint"
 )
-
-// Resume continues a run now, whatever its staleness: planning goes on from its cursor and every
-// unfinished, unowned chunk is enqueued again. The console uses it to pick up an interrupted run.
-func (e *Engine) Resume(ctx context.Context, run string) (Result, error) {
-	man, _, err := load[Manifest](ctx, e.Store, manifestName(run))
-	if errors.Is(err, checkpoint.ErrNotFound) {
-		return Result{}, fmt.Errorf("%w: %s", ErrNoRun, run)
-	}
-	if err != nil {
-		return Result{}, err
-	}
-	if man.State == RunDone {
-		return Result{Logs: []string{"run " + run + " is already done"}}, nil
-	}
-	return e.resume(ctx, man)
-}
 
 // LocalQueue runs queue messages in-process with the host's semantics that matter here: several
 // messages at once, a failed message retried (after a pause) until maxDequeue deliveries, then

@@ -1,6 +1,3 @@
-// Package job defines bulk jobs (what to read, how to transform, what may be written), the queue
-// messages that carry their work, the checkpoint documents that make that work resumable, and the
-// planner and chunk runner that the Functions app and the console share.
 package job
 
 import (

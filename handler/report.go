@@ -1,4 +1,4 @@
-package job
+package main
 
 import (
 	"fmt"
@@ -7,15 +7,16 @@ import (
 	"sort"
 	"strings"
 
+	"dvbulk/internal/job"
 	"dvbulk/internal/pipeline"
 )
 
 // outcomeOrder is the order outcomes are listed in reports.
 var outcomeOrder = []pipeline.Outcome{pipeline.Updated, pipeline.WouldUpdate, pipeline.Unchanged, pipeline.Gone, pipeline.Skipped, pipeline.Failed}
 
-// WriteReport renders a run summary for people. maxFailures bounds the failure lines printed (the
+// writeReport renders a run summary for people (run, status and demo print it). maxFailures bounds the failure lines printed (the
 // JSON form always has them all).
-func WriteReport(w io.Writer, s *Summary, maxFailures int) {
+func writeReport(w io.Writer, s *job.Summary, maxFailures int) {
 	kind := "run"
 	if s.DryRun {
 		kind = "dry run"
@@ -46,7 +47,7 @@ func WriteReport(w io.Writer, s *Summary, maxFailures int) {
 			fmt.Fprintf(w, "    %s %-7s %s\n", f.ID, f.Outcome, f.Reason)
 		}
 		if !s.FailuresListed {
-			fmt.Fprintf(w, "    (list capped at %d; every outcome is in the chunk checkpoints)\n", MaxListedFailures)
+			fmt.Fprintf(w, "    (list capped at %d; every outcome is in the chunk checkpoints)\n", job.MaxListedFailures)
 		}
 		fmt.Fprintf(w, "  re-run the failed records: dvbulk run --rerun-failed %s\n", s.Run)
 	}
