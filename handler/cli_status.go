@@ -97,7 +97,7 @@ func writeStatus(w io.Writer, s *job.Status) {
 	}
 	fmt.Fprintf(w, "  planning   %s: %d records in %d chunks\n", plan, m.PlannedRecords, m.NextSeq)
 	if m.Incremental {
-		fmt.Fprintf(w, "  %s\n", job.FreshLine(m.Fresh, m.Full, m.Spec.Transform.Kind == job.KindEnrich))
+		fmt.Fprintf(w, "  %s\n", freshLine(m.Fresh, m.Full, m.Spec.Transform.Kind == job.KindEnrich))
 	}
 	if p := s.Progress; p != nil {
 		fmt.Fprintf(w, "  chunks     %d of %d finished, %d records\n", p.Chunks, m.NextSeq, p.Records)
@@ -112,7 +112,7 @@ func writeStatus(w io.Writer, s *job.Status) {
 	}
 	if s.Summary != nil {
 		fmt.Fprintln(w)
-		job.WriteReport(w, s.Summary, 20)
+		writeReport(w, s.Summary, 20)
 	}
 }
 

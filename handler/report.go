@@ -1,17 +1,21 @@
-package job
+package main
 
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
+
+	"dvbulk/internal/job"
+	"dvbulk/internal/pipeline"
 )
 
 // outcomeOrder is the order outcomes are listed in reports.
-var outcomeOrder = []string{"updated", "would-update", "unchanged", "fresh", "gone", "skipped", "failed"}
+var outcomeOrder = []pipeline.Outcome{pipeline.Updated, pipeline.WouldUpdate, pipeline.Unchanged, pipeline.Fresh, pipeline.Gone, pipeline.Skipped, pipeline.Failed}
 
-// FreshLine says how many records an incremental run left alone and what that saved.
-func FreshLine(fresh int, full bool, enrich bool) string {
+// freshLine says how many records an incremental run left alone and what that saved.
+func freshLine(fresh int, full bool, enrich bool) string {
 	switch {
 	case full:
 		return "incremental off for this run (full): every record eligible"
@@ -21,9 +25,9 @@ func FreshLine(fresh int, full bool, enrich bool) string {
 	return fmt.Sprintf("fresh       %d records whose inputs did not change: not recomputed", fresh)
 }
 
-// WriteReport renders a run summary for people. maxFailures bounds the failure lines printed (the
+// writeReport renders a run summary for people (run, status and demo print it). maxFailures bounds the failure lines printed (the
 // JSON form always has them all).
-func WriteReport(w io.Writer, s *Summary, maxFailures int) {
+func writeReport(w io.Writer, s *job.Summary, maxFailures int) {
 	kind := "run"
 	if s.DryRun {
 		kind = "dry run"
@@ -36,8 +40,8 @@ func WriteReport(w io.Writer, s *Summary, maxFailures int) {
 		fmt.Fprintf(w, " %s=%d", o, s.Outcomes[o])
 	}
 	fmt.Fprintln(w)
-	if s.Outcomes["fresh"] > 0 || s.Full {
-		fmt.Fprintf(w, "  %s\n", FreshLine(s.Outcomes["fresh"], s.Full, s.EnrichmentCallsSaved > 0))
+	if s.Outcomes[pipeline.Fresh] > 0 || s.Full {
+		fmt.Fprintf(w, "  %s\n", freshLine(s.Outcomes[pipeline.Fresh], s.Full, s.EnrichmentCallsSaved > 0))
 	}
 	fmt.Fprintf(w, "  throttling  %d Dataverse 429s, %d retries; %d transform results; %d fields dropped (not on the allow-list)\n",
 		s.Stats.Throttled, s.Stats.Retries, s.Stats.Transformed, s.Stats.DroppedFields)
@@ -57,7 +61,7 @@ func WriteReport(w io.Writer, s *Summary, maxFailures int) {
 			fmt.Fprintf(w, "    %s %-7s %s\n", f.ID, f.Outcome, f.Reason)
 		}
 		if !s.FailuresListed {
-			fmt.Fprintf(w, "    (list capped at %d; every outcome is in the chunk checkpoints)\n", MaxListedFailures)
+			fmt.Fprintf(w, "    (list capped at %d; every outcome is in the chunk checkpoints)\n", job.MaxListedFailures)
 		}
 		fmt.Fprintf(w, "  re-run the failed records: dvbulk run --rerun-failed %s\n", s.Run)
 	}
@@ -72,24 +76,20 @@ func WriteReport(w io.Writer, s *Summary, maxFailures int) {
 	}
 }
 
-func sortedOutcomes(m map[string]int) []string {
-	var out []string
+func sortedOutcomes(m map[pipeline.Outcome]int) []pipeline.Outcome {
+	var out []pipeline.Outcome
 	for _, o := range outcomeOrder {
 		if _, ok := m[o]; ok {
 			out = append(out, o)
 		}
 	}
-	var rest []string
+	var rest []pipeline.Outcome
 	for o := range m {
-		known := false
-		for _, k := range outcomeOrder {
-			known = known || k == o
-		}
-		if !known {
+		if !slices.Contains(outcomeOrder, o) {
 			rest = append(rest, o)
 		}
 	}
-	sort.Strings(rest)
+	slices.Sort(rest)
 	return append(out, rest...)
 }
 
