@@ -367,3 +367,29 @@ func TestRecalculateOptsIn(t *testing.T) {
 		t.Errorf("an incremental action job was accepted: %v", err)
 	}
 }
+
+func TestStartMessageFull(t *testing.T) {
+	m, err := DecodeMessage([]byte(`{"v":1,"kind":"start","job":"nightly-enrichment","full":true}`))
+	if err != nil || !m.Full {
+		t.Fatalf("full start message: %+v, %v", m, err)
+	}
+	if _, err := DecodeMessage([]byte(`{"v":1,"kind":"start","job":"nightly-enrichment","ful":true}`)); err == nil || !strings.Contains(err.Error(), "ful") {
+		t.Errorf("a misspelled full was accepted: %v", err)
+	}
+	// Handled like dvbulk run --full: every record is sent although the ledger knows them all.
+	r := newNightly(t, 120, 0, nil)
+	spec := smallSpec(t)
+	r.run(spec, StartOptions{})
+	before := r.en.total()
+	res, err := r.e.Handle(context.Background(), []byte(`{"v":1,"kind":"start","job":"nightly-enrichment","run":"nightly-enrichment-full","full":true}`), Delivery{DequeueCount: 1})
+	if err != nil || len(res.DeadLetter) != 0 {
+		t.Fatalf("start: %v %v", err, res.DeadLetter)
+	}
+	q := &LocalQueue{Engine: r.e, Workers: 2, Retry: 10 * time.Millisecond}
+	if err := q.Run(context.Background(), res); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.en.total() - before; got != 120 {
+		t.Errorf("full start message: %d records sent, want 120", got)
+	}
+}
