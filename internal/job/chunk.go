@@ -49,7 +49,9 @@ func (e *Engine) processChunk(ctx context.Context, m *Message, d Delivery) (Resu
 			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < margin+e.Opt.WaitPoll {
 				return e.yield(m, &res, "chunk %d is owned by %s; handing the wait to a new message", m.Seq, cur.Owner)
 			}
-			if err := ctxutil.Sleep(ctx, e.Opt.WaitPoll); err != nil {
+			if err := ctxutil.SleepOrStop(ctx, e.Opt.WaitPoll); errors.Is(err, ctxutil.ErrStopped) {
+				return e.yield(m, &res, "chunk %d is owned by %s; handing the wait to a new message at shutdown", m.Seq, cur.Owner)
+			} else if err != nil {
 				return res, err
 			}
 			if ch, etag, err = load[Chunk](ctx, e.Store, name); err != nil {

@@ -44,6 +44,17 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 		stopCtx, stopStarting = context.WithDeadline(ctx, dl.Add(-r.margin))
 	}
 	defer stopStarting()
+	// A stop carried in by the invocation (the process is shutting down: SIGTERM on scale-in) is a
+	// yield point like the deadline: the calls in flight finish, then the chunk checkpoints and hands on.
+	if stop := ctxutil.StopChan(ctx); stop != nil {
+		go func() {
+			select {
+			case <-stop:
+				stopStarting()
+			case <-stopCtx.Done():
+			}
+		}()
+	}
 	// This chunk's own Dataverse 429s and retries, apart from those of chunks running beside it.
 	tally := &dataverse.Tally{}
 	workCtx := ctxutil.WithStop(dataverse.WithTally(ctx, tally), stopCtx.Done())
@@ -69,7 +80,7 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 		return res, err
 	}
 	perr := pipeline.Run(workCtx, cfg, items, func(ev pipeline.Event) { r.apply(index, ev) })
-	atDeadline := errors.Is(stopCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+	atDeadline := (errors.Is(stopCtx.Err(), context.DeadlineExceeded) || ctxutil.Stopped(ctx)) && ctx.Err() == nil
 	stopFlushing()
 
 	r.mu.Lock()
@@ -94,12 +105,16 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 		res.logf("chunk %d of %s done: %d records", m.Seq, m.Run, records)
 		return res, e.finishChunk(ctx, r.settled())
 	case atDeadline && lastRetry == "":
-		// Stopped for the invocation deadline: checkpoint, release and continue in a new message,
-		// unless the release found the chunk taken over (the owner has its own message).
+		// Stopped for the invocation deadline or a shutdown: checkpoint, release and continue in a new
+		// message, unless the release found the chunk taken over (the owner has its own message).
 		if r.lease.Release(ctx) {
 			return r.lostOwnership(ctx, m, &res)
 		}
-		return e.yield(m, &res, "chunk %d: %d records left at the invocation deadline; continuing in a new message", m.Seq, pending)
+		why := "at the invocation deadline"
+		if ctxutil.Stopped(ctx) {
+			why = "at shutdown"
+		}
+		return e.yield(m, &res, "chunk %d: %d records left %s; continuing in a new message", m.Seq, pending, why)
 	case ctx.Err() != nil:
 		r.lease.Release(context.WithoutCancel(ctx))
 		return res, ctx.Err()
