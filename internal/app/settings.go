@@ -5,7 +5,7 @@
 // from here, never a getenv.
 //
 // azidentity's DefaultAzureCredential also reads AZURE_* variables itself (its environment
-// credential): that is the library's design, documented in the README's Authentication section.
+// credential): that is the library's design, noted in the README's Settings section.
 package app
 
 import (
