@@ -187,6 +187,7 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 	r.stats.Throttled, r.stats.Retries = tally.Throttled(), tally.Retries()
 	r.stats.ProcessingMilli = e.now().Sub(started).Milliseconds()
 	r.ch.Stats.add(r.stats)
+	e.observer().ChunkDone(r.ch.Run, r.ch.Seq, len(r.ch.Records), e.now().Sub(started))
 	r.stats = Stats{}
 	pending := 0
 	for _, rec := range r.ch.Records {
@@ -207,6 +208,7 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 			return res, err
 		}
 		res.logf("chunk %d of %s done: %d records", m.Seq, m.Run, len(r.ch.Records))
+		r.logDone()
 		return res, e.finishChunk(ctx, r.ch)
 	case atDeadline && r.lastRetry == "":
 		// Stopped for the invocation deadline: checkpoint, release and continue in a new message,
@@ -335,6 +337,7 @@ func (r *chunkRun) apply(index map[string]*Record, ev pipeline.Event) {
 		r.lastRetry = ev.Reason
 	case ev.Outcome != "":
 		rec.Outcome, rec.Reason, rec.Changed = ev.Outcome, ev.Reason, ev.Changed
+		r.e.observer().Outcome(r.ch.Run, ev.Outcome)
 		if ev.Outcome != pipeline.WouldUpdate {
 			rec.Fields = nil // written or settled: nothing left to resume
 		}
