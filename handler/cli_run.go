@@ -73,6 +73,8 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	if *dryRun {
 		eng.Opt.DryRun = true
 	}
+	stopTelemetry := runTelemetry(ctx, eng)
+	defer stopTelemetry()
 
 	var first job.Result
 	runID := *resume

@@ -45,6 +45,9 @@ type config struct {
 	TWorkers   int
 	WWorkers   int
 	LogLevel   zerolog.Level
+
+	TelemetryInterval  time.Duration // 0 = no samples
+	TelemetryRetention time.Duration // 0 = keep
 }
 
 // settingError names the setting that is wrong; the CLI prints it as the one-line reason for exit 2.
@@ -85,6 +88,8 @@ var settings = []setting{
 	{"DVBULK_TRANSFORM_WORKERS", "8", "concurrent enrichment calls per chunk; ENRICHMENT_CONCURRENCY caps all chunks of an instance together, so match it and one chunk alone can fill it"},
 	{"DVBULK_WRITE_WORKERS", "4", "concurrent write requests per chunk"},
 	{"DVBULK_LOG_LEVEL", "info", "trace, debug, info, warn or error"},
+	{"DVBULK_TELEMETRY_INTERVAL", "5s", "how often each instance writes a telemetry sample of the runs it works on (1s-5m; 0 = none: no live rate, ETA or charts)"},
+	{"DVBULK_TELEMETRY_RETENTION", "720h", "the timer deletes the telemetry of runs finished longer ago than this (their report.html and summary stay); 0 = keep"},
 }
 
 // loadConfig reads and validates the settings. needDataverse/needJob let subcommands that only read
@@ -156,6 +161,24 @@ func loadConfig(getenv func(string) string, needDataverse bool) (*config, error)
 		v, err := time.ParseDuration(get(s.name))
 		if err != nil || v < s.min || v > s.max {
 			return nil, fail(s.name, "must be a duration from %s to %s such as 30s, got %q", s.min, s.max, get(s.name))
+		}
+		*s.dst = v
+	}
+	optional := []struct {
+		name     string
+		dst      *time.Duration
+		min, max time.Duration
+	}{
+		{"DVBULK_TELEMETRY_INTERVAL", &c.TelemetryInterval, time.Second, 5 * time.Minute},
+		{"DVBULK_TELEMETRY_RETENTION", &c.TelemetryRetention, time.Hour, 10 * 365 * 24 * time.Hour},
+	}
+	for _, s := range optional {
+		v, err := time.ParseDuration(get(s.name))
+		if get(s.name) == "0" {
+			v, err = 0, nil
+		}
+		if err != nil || v != 0 && (v < s.min || v > s.max) {
+			return nil, fail(s.name, "must be 0 (off) or a duration from %s to %s, got %q", s.min, s.max, get(s.name))
 		}
 		*s.dst = v
 	}

@@ -58,13 +58,14 @@ func newEngine(cfg *config, st checkpoint.Store, getenv func(string) string, log
 		return nil, nil, &settingError{name: "DATAVERSE_URL", problem: err.Error()}
 	}
 	var en job.Enricher
+	var enc *enrich.Client
 	if cfg.EnrichmentURL != "" {
 		c, err := enrich.New(enrich.Config{URL: cfg.EnrichmentURL, APIKey: cfg.EnrichmentKey, APIKeyHeader: cfg.EnrichmentHeader,
 			BatchSize: cfg.EnrichBatch, Concurrency: cfg.EnrichConc, RPS: cfg.EnrichRPS, Timeout: cfg.EnrichTimeout, Logger: log})
 		if err != nil {
 			return nil, nil, &settingError{name: "ENRICHMENT_URL", problem: err.Error()}
 		}
-		en = c
+		en, enc = c, c
 	}
 	host, _ := os.Hostname()
 	e := &job.Engine{
@@ -75,6 +76,7 @@ func newEngine(cfg *config, st checkpoint.Store, getenv func(string) string, log
 			TransformWorkers: cfg.TWorkers, WriteWorkers: cfg.WWorkers},
 	}
 	e.Init()
+	attachTelemetry(cfg, st, e, dv, enc, getenv, log)
 	return e, dv, nil
 }
 

@@ -63,3 +63,6 @@ func (r *chunkRun) logDone() {
 func (s *Spec) PlanPageSize() int {
 	return max(s.ChunkSize, s.PageSize/s.ChunkSize*s.ChunkSize)
 }
+
+// SortedOutcomes lists the outcomes of m in report order (the known ones first, then the rest by name).
+func SortedOutcomes(m map[string]int) []string { return sortedOutcomes(m) }
