@@ -119,6 +119,10 @@ func live(s *job.Status, docs []*telemetry.Doc, previous int, now time.Time) *Li
 			l.Outcomes[o] = int64(n)
 		}
 	}
+	if m.PlanningDone && l.Done > int64(m.PlannedRecords) {
+		// Records redone after a crash were counted twice by the samples; what is planned is all there is.
+		l.Done = int64(m.PlannedRecords)
+	}
 	l.Failed = l.Outcomes["failed"]
 	l.Elapsed = end.Sub(m.Created).Seconds()
 	k := telemetry.Known{Now: end, Started: m.Created, Planned: m.PlannedRecords, PlanningDone: m.PlanningDone,
