@@ -105,8 +105,9 @@ func serveHandler(ctx context.Context, getenv func(string) string, stdout, stder
 		fmt.Fprintf(stderr, "dvbulk: listen on FUNCTIONS_CUSTOMHANDLER_PORT %d: %v\n", port, err)
 		return 1
 	}
+	log = log.With().Str("instance", eng.Instance).Logger() // invocation loggers derive from it
 	log.Info().Str("job", cfg.Job.Name).Str("store", kind).Dur("function_timeout", hs.FunctionTimeout).
-		Int("max_dequeue", hs.MaxDequeueCount).Str("instance", eng.Instance).Msg("custom handler ready")
+		Int("max_dequeue", hs.MaxDequeueCount).Msg("custom handler ready")
 	stopTelemetry := runTelemetry(ctx, eng)
 	defer stopTelemetry()
 	srv := newServer(&app{engine: eng, spec: cfg.Job, log: log, retention: cfg.TelemetryRetention}, log, hs.FunctionTimeout)

@@ -31,7 +31,7 @@ func attachTelemetry(cfg *config, st checkpoint.Store, e *job.Engine, dv *datave
 		if err := report.Save(ctx, st, run, time.Now()); err != nil {
 			return err
 		}
-		log.Info().Str("run", run).Str("instance", e.Instance).Str("report", report.Name(run)).Msg("run report written")
+		log.Info().Str("run", run).Str("report", report.Name(run)).Msg("run report written")
 		return nil
 	}
 }

@@ -48,6 +48,9 @@ func openStore(ctx context.Context, cfg *config, kind string, getenv func(string
 
 // newEngine wires the Dataverse client, the enrichment adapter and the store into a job engine.
 func newEngine(cfg *config, st checkpoint.Store, getenv func(string) string, log zerolog.Logger) (*job.Engine, *dataverse.Client, error) {
+	host, _ := os.Hostname()
+	instance := fmt.Sprintf("%s-%d", host, os.Getpid())
+	log = log.With().Str("instance", instance).Logger() // on every line of this process's engine and clients
 	cred, err := dataverse.CredentialFor(cfg.DataverseAuth, cfg.DataverseURL, getenv)
 	if err != nil {
 		return nil, nil, &settingError{name: "DATAVERSE_AUTH", problem: err.Error()}
@@ -67,10 +70,9 @@ func newEngine(cfg *config, st checkpoint.Store, getenv func(string) string, log
 		}
 		en, enc = c, c
 	}
-	host, _ := os.Hostname()
 	e := &job.Engine{
 		Store: st, DV: dv, Enricher: en, Log: log,
-		Instance: fmt.Sprintf("%s-%d", host, os.Getpid()),
+		Instance: instance,
 		Opt: job.Options{Lease: cfg.Lease, FlushInterval: cfg.Flush, StaleAfter: cfg.StaleAfter, PlanPages: cfg.PlanPages,
 			ChunkSize: cfg.ChunkSize, DryRun: cfg.DryRun, TransformBatch: cfg.EnrichBatch,
 			TransformWorkers: cfg.TWorkers, WriteWorkers: cfg.WWorkers},

@@ -147,7 +147,7 @@ func (e *Engine) tryComplete(ctx context.Context, run string) error {
 	if _, err := create(ctx, e.Store, summaryName(run), sum); err != nil && !errors.Is(err, checkpoint.ErrConflict) {
 		return fmt.Errorf("%w: write summary: %v", ErrTransient, err)
 	} else if err == nil {
-		e.Log.Info().Str("run", run).Str("instance", e.Instance).Int("records", sum.Records).Interface("outcomes", sum.Outcomes).
+		e.Log.Info().Str("run", run).Int("records", sum.Records).Interface("outcomes", sum.Outcomes).
 			Float64("seconds", sum.DurationSeconds).Msg("run complete")
 		defer e.completed(ctx, run) // after the manifest says done, so the report shows the final state
 	}

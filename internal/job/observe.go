@@ -37,7 +37,7 @@ func (e *Engine) completed(ctx context.Context, run string) {
 		return
 	}
 	if err := e.OnComplete(context.WithoutCancel(ctx), run); err != nil {
-		e.Log.Warn().Err(err).Str("run", run).Str("instance", e.Instance).Msg("run complete, but its report was not written")
+		e.Log.Warn().Err(err).Str("run", run).Msg("run complete, but its report was not written")
 	}
 }
 

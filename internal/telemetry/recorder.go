@@ -183,7 +183,7 @@ func (r *Recorder) Flush(ctx context.Context, run string) error {
 	defer r.mu.Unlock()
 	if err != nil {
 		if !rs.writeErr {
-			r.Log.Warn().Err(err).Str("run", run).Str("instance", r.Instance).Msg("telemetry sample not written; the next interval tries again")
+			r.Log.Warn().Err(err).Str("run", run).Msg("telemetry sample not written; the next interval tries again")
 		}
 		rs.writeErr = true
 		return err
