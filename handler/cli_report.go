@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"dvbulk/internal/app"
 	"dvbulk/internal/job"
 	"dvbulk/internal/report"
 )
@@ -63,12 +64,12 @@ func cmdReport(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintln(stderr, "dvbulk report: the run id is required (dvbulk status --list shows them)")
 		return 2
 	}
-	cfg, err := loadConfig(getenv, false)
+	cfg, err := app.Load(getenv, false)
 	if err != nil {
 		fmt.Fprintf(stderr, "dvbulk report: %v\n", err)
 		return 2
 	}
-	st, err := openStore(ctx, cfg, *storeKind, getenv)
+	st, err := app.OpenStore(ctx, cfg, *storeKind)
 	if err != nil {
 		return reportErr(stderr, "report", err)
 	}

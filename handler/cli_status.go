@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/term"
 
+	"dvbulk/internal/app"
+	"dvbulk/internal/checkpoint"
 	"dvbulk/internal/job"
 	"dvbulk/internal/report"
 )
@@ -63,12 +65,12 @@ func cmdStatus(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintln(stderr, "dvbulk status: --watch and --list do not go together")
 		return 2
 	}
-	cfg, err := loadConfig(getenv, false)
+	cfg, err := app.Load(getenv, false)
 	if err != nil {
 		fmt.Fprintf(stderr, "dvbulk status: %v\n", err)
 		return 2
 	}
-	st, err := openStore(ctx, cfg, *storeKind, getenv)
+	st, err := app.OpenStore(ctx, cfg, *storeKind)
 	if err != nil {
 		return reportErr(stderr, "status", err)
 	}
@@ -138,7 +140,7 @@ func writeStatus(w io.Writer, s *job.Status) {
 }
 
 // watchStatus is status --watch: the live line until the run completes, then its report.
-func watchStatus(ctx context.Context, st store, run string, every time.Duration, asJSON bool, stdout, stderr io.Writer) int {
+func watchStatus(ctx context.Context, st checkpoint.Store, run string, every time.Duration, asJSON bool, stdout, stderr io.Writer) int {
 	sum, err := watchRun(ctx, st, run, every, func(l *report.Live) {
 		if asJSON {
 			_ = json.NewEncoder(stdout).Encode(l) // one JSON object per line
@@ -162,7 +164,7 @@ func watchStatus(ctx context.Context, st store, run string, every time.Duration,
 
 // watchRun calls show with the run's live state every interval until its summary exists (shown once
 // more, final) or ctx ends. The demo's live line goes through it too.
-func watchRun(ctx context.Context, st store, run string, every time.Duration, show func(*report.Live)) (*job.Summary, error) {
+func watchRun(ctx context.Context, st checkpoint.Store, run string, every time.Duration, show func(*report.Live)) (*job.Summary, error) {
 	s, err := job.ReadStatus(ctx, st, run)
 	if err != nil {
 		return nil, err
