@@ -13,6 +13,7 @@ import (
 
 	"dvbulk/internal/app"
 	"dvbulk/internal/job"
+	"dvbulk/internal/report"
 )
 
 const runHelp = `Usage: dvbulk run [flags]
@@ -129,6 +130,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 		_ = enc.Encode(status.Summary)
 	} else {
 		job.WriteReport(stdout, status.Summary, 50)
+		fmt.Fprintf(stderr, "run report: dvbulk report %s -o report.html (also at %s in the checkpoint store)\n", runID, report.Name(runID))
 	}
 	if len(status.Summary.DeadLettered) > 0 {
 		return 1 // records left unfinished; failed records alone are outcomes, listed in the report

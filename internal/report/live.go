@@ -126,7 +126,10 @@ func live(s *job.Status, docs []*telemetry.Doc, previous int, now time.Time) *Li
 	l.Failed = l.Outcomes["failed"]
 	l.Elapsed = end.Sub(m.Created).Seconds()
 	k := telemetry.Known{Now: end, Started: m.Created, Planned: m.PlannedRecords, PlanningDone: m.PlanningDone,
-		PlanUpdated: m.Updated, PageSize: m.Spec.PlanPageSize(), PreviousTotal: previous, Done: l.Done, Series: series}
+		PlanUpdated: m.Updated, PreviousTotal: previous, Done: l.Done, Series: series}
+	if m.Spec != nil {
+		k.PageSize = m.Spec.PlanPageSize()
+	}
 	e := k.Estimate()
 	l.Total, l.TotalSource, l.Rate = e.Total, e.TotalSource, e.Rate
 	if s.Summary != nil {
