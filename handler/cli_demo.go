@@ -155,7 +155,7 @@ func demo(ctx context.Context, sf simFlags, instances int, dir, reportPath strin
 	rerr := demoReport(ctx, st, runID, reportPath)
 	stopRun()
 	fmt.Fprintln(stdout)
-	job.WriteReport(stdout, sum, 10)
+	writeReport(stdout, sum, 10)
 	fmt.Fprintln(stdout)
 	if err := verify(stdout, dv, en, sf, sum, took); err != nil {
 		return err

@@ -129,7 +129,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(status.Summary)
 	} else {
-		job.WriteReport(stdout, status.Summary, 50)
+		writeReport(stdout, status.Summary, 50)
 		fmt.Fprintf(stderr, "run report: dvbulk report %s -o report.html (also at %s in the checkpoint store)\n", runID, report.Name(runID))
 	}
 	if len(status.Summary.DeadLettered) > 0 {

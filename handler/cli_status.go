@@ -135,7 +135,7 @@ func writeStatus(w io.Writer, s *job.Status) {
 	}
 	if s.Summary != nil {
 		fmt.Fprintln(w)
-		job.WriteReport(w, s.Summary, 20)
+		writeReport(w, s.Summary, 20)
 	}
 }
 
@@ -157,7 +157,7 @@ func watchStatus(ctx context.Context, st checkpoint.Store, run string, every tim
 	}
 	if !asJSON {
 		fmt.Fprintln(stdout)
-		job.WriteReport(stdout, sum, 20)
+		writeReport(stdout, sum, 20)
 	}
 	return 0
 }

@@ -214,7 +214,7 @@ func TestRunReportEndToEnd(t *testing.T) {
 		want := map[string]string{"total-records": fmt.Sprint(sum.Records), "total-planned": fmt.Sprint(sum.Planned),
 			"total-chunks": fmt.Sprint(sum.Chunks), "total-throttled": fmt.Sprint(sum.Stats.Throttled)}
 		for o, n := range sum.Outcomes {
-			want["outcome-"+o] = fmt.Sprint(n)
+			want["outcome-"+string(o)] = fmt.Sprint(n)
 		}
 		for id, v := range want {
 			if page.Values[id] != v {

@@ -148,7 +148,7 @@ func (e *Engine) Handle(ctx context.Context, body []byte, d Delivery) (Result, e
 	if l := zerolog.Ctx(ctx); l.GetLevel() != zerolog.Disabled {
 		base = *l // the invocation's logger: keeps invocation_id and function
 	}
-	log := base.With().Str("run", m.Run).Str("job", m.Job).Str("kind", m.Kind).Logger()
+	log := base.With().Str("run", m.Run).Str("job", m.Job).Str("kind", string(m.Kind)).Logger()
 	ctx = log.WithContext(ctx)
 	var res Result
 	switch m.Kind {

@@ -44,13 +44,15 @@ func (e *Engine) completed(ctx context.Context, run string) {
 // logDone writes the line a Kusto query charts a run from: one per finished chunk, with its records
 // by outcome (the logger carries run, chunk and instance).
 func (r *chunkRun) logDone() {
-	r.mu.Lock()
 	counts := map[string]int{}
-	for _, rec := range r.ch.Records {
-		counts[rec.Outcome]++
-	}
-	n, ms, attempts := len(r.ch.Records), r.ch.Stats.ProcessingMilli, r.ch.Attempts
-	r.mu.Unlock()
+	var n, attempts int
+	var ms int64
+	r.lease.View(func(c *Chunk) {
+		for _, rec := range c.Records {
+			counts[string(rec.Outcome)]++
+		}
+		n, ms, attempts = len(c.Records), c.Stats.ProcessingMilli, c.Attempts
+	})
 	ev := r.log.Info().Int("records", n).Int64("ms", ms).Int("attempts", attempts)
 	for o, c := range counts {
 		ev = ev.Int(o, c)
@@ -63,6 +65,3 @@ func (r *chunkRun) logDone() {
 func (s *Spec) PlanPageSize() int {
 	return max(s.ChunkSize, s.PageSize/s.ChunkSize*s.ChunkSize)
 }
-
-// SortedOutcomes lists the outcomes of m in report order (the known ones first, then the rest by name).
-func SortedOutcomes(m map[string]int) []string { return sortedOutcomes(m) }

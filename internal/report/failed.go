@@ -55,7 +55,7 @@ func WriteFailed(ctx context.Context, st checkpoint.Store, run string, out io.Wr
 			for _, col := range spec.Input {
 				row = append(row, cell(rec.Current[col]))
 			}
-			row = append(row, rec.Outcome, rec.Reason, ErrorCode(rec.Reason), fmt.Sprint(ch.Seq))
+			row = append(row, string(rec.Outcome), rec.Reason, ErrorCode(rec.Reason), fmt.Sprint(ch.Seq))
 			for i := range row {
 				row[i] = Neutralise(row[i])
 			}

@@ -14,6 +14,7 @@ import (
 
 	"dvbulk/internal/checkpoint"
 	"dvbulk/internal/job"
+	"dvbulk/internal/pipeline"
 	"dvbulk/internal/telemetry"
 )
 
@@ -83,9 +84,9 @@ func build(ctx context.Context, st checkpoint.Store, run string, now time.Time) 
 		l := live(s, docs, 0, now)
 		sum := &job.Summary{Run: s.Manifest.Run, Job: s.Manifest.Job, DryRun: s.Manifest.DryRun, Trigger: s.Manifest.Trigger,
 			Started: s.Manifest.Created, Finished: now, Planned: s.Manifest.PlannedRecords, Records: int(l.Done),
-			Outcomes: map[string]int{}, DurationSeconds: now.Sub(s.Manifest.Created).Seconds()}
+			Outcomes: map[pipeline.Outcome]int{}, DurationSeconds: now.Sub(s.Manifest.Created).Seconds()}
 		for o, n := range l.Outcomes {
-			sum.Outcomes[o] = int(n)
+			sum.Outcomes[pipeline.Outcome(o)] = int(n)
 		}
 		if s.Progress != nil {
 			sum.Chunks, sum.Stats = s.Progress.Chunks, s.Progress.Stats
@@ -100,8 +101,8 @@ func build(ctx context.Context, st checkpoint.Store, run string, now time.Time) 
 	for _, n := range sum.Outcomes {
 		maxOutcome = max(maxOutcome, n)
 	}
-	for _, o := range job.SortedOutcomes(sum.Outcomes) {
-		d.Outcomes = append(d.Outcomes, outcomeRow{Name: o, Count: sum.Outcomes[o], Width: 480 * float64(sum.Outcomes[o]) / float64(maxOutcome), Y: 30 * len(d.Outcomes)})
+	for _, o := range SortedOutcomes(sum.Outcomes) {
+		d.Outcomes = append(d.Outcomes, outcomeRow{Name: string(o), Count: sum.Outcomes[o], Width: 480 * float64(sum.Outcomes[o]) / float64(maxOutcome), Y: 30 * len(d.Outcomes)})
 	}
 	d.OutcomesHeight = 30*len(d.Outcomes) + 8
 	d.Failures = sum.Failures

@@ -7,12 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"dvbulk/internal/checkpoint"
 	"dvbulk/internal/job"
+	"dvbulk/internal/pipeline"
 	"dvbulk/internal/telemetry"
 )
 
@@ -96,12 +98,12 @@ func ReadLive(ctx context.Context, st checkpoint.Store, run string, previous int
 
 func live(s *job.Status, docs []*telemetry.Doc, previous int, now time.Time) *Live {
 	m := s.Manifest
-	l := &Live{Run: m.Run, Job: m.Job, State: m.State, Planned: m.PlannedRecords, PlanningDone: m.PlanningDone,
+	l := &Live{Run: m.Run, Job: m.Job, State: string(m.State), Planned: m.PlannedRecords, PlanningDone: m.PlanningDone,
 		Outcomes: map[string]int64{}, Instances: len(docs), Telemetry: len(docs) > 0, Summary: s.Summary}
 	if s.Progress != nil {
 		l.Done = int64(s.Progress.Records)
 		for o, n := range s.Progress.Outcomes {
-			l.Outcomes[o] = int64(n)
+			l.Outcomes[string(o)] = int64(n)
 		}
 	}
 	series := telemetry.Cluster(docs)
@@ -116,14 +118,14 @@ func live(s *job.Status, docs []*telemetry.Doc, previous int, now time.Time) *Li
 		end = sum.Finished
 		l.Done, l.Outcomes = int64(sum.Records), map[string]int64{}
 		for o, n := range sum.Outcomes {
-			l.Outcomes[o] = int64(n)
+			l.Outcomes[string(o)] = int64(n)
 		}
 	}
 	if m.PlanningDone && l.Done > int64(m.PlannedRecords) {
 		// Records redone after a crash were counted twice by the samples; what is planned is all there is.
 		l.Done = int64(m.PlannedRecords)
 	}
-	l.Failed = l.Outcomes["failed"]
+	l.Failed = l.Outcomes[string(pipeline.Failed)]
 	l.Elapsed = end.Sub(m.Created).Seconds()
 	k := telemetry.Known{Now: end, Started: m.Created, Planned: m.PlannedRecords, PlanningDone: m.PlanningDone,
 		PlanUpdated: m.Updated, PreviousTotal: previous, Done: l.Done, Series: series}
@@ -182,4 +184,25 @@ func sum(m map[string]int64) int64 {
 		n += v
 	}
 	return n
+}
+
+// outcomeOrder is the order outcomes are listed in reports.
+var outcomeOrder = []pipeline.Outcome{pipeline.Updated, pipeline.WouldUpdate, pipeline.Unchanged, pipeline.Gone, pipeline.Skipped, pipeline.Failed}
+
+// SortedOutcomes lists the outcomes of m in report order: the known ones first, then the rest by name.
+func SortedOutcomes[V any](m map[pipeline.Outcome]V) []pipeline.Outcome {
+	var out []pipeline.Outcome
+	for _, o := range outcomeOrder {
+		if _, ok := m[o]; ok {
+			out = append(out, o)
+		}
+	}
+	var rest []pipeline.Outcome
+	for o := range m {
+		if !slices.Contains(outcomeOrder, o) {
+			rest = append(rest, o)
+		}
+	}
+	slices.Sort(rest)
+	return append(out, rest...)
 }

@@ -11,6 +11,7 @@ import (
 
 	"dvbulk/internal/checkpoint"
 	"dvbulk/internal/job"
+	"dvbulk/internal/pipeline"
 	"dvbulk/internal/telemetry"
 )
 
@@ -52,7 +53,7 @@ func fixture(t *testing.T, run string, finished bool) checkpoint.Store {
 			Reason: "write: dataverse: HTTP 400 Bad Request (0x80040265): revenue is out of range"},
 		{ID: "00000000-0000-0000-0000-000000000004", Current: map[string]any{"name": "Litware"}, Outcome: "skipped", Reason: "changed by someone else"},
 	}})
-	prog := &job.Progress{Run: run, DoneBits: []byte{3}, Chunks: 2, Records: 4, Outcomes: map[string]int{"updated": 1, "failed": 2, "skipped": 1}}
+	prog := &job.Progress{Run: run, DoneBits: []byte{3}, Chunks: 2, Records: 4, Outcomes: map[pipeline.Outcome]int{"updated": 1, "failed": 2, "skipped": 1}}
 	put(t, st, "runs/"+run+"/progress.json", prog)
 	if finished {
 		put(t, st, "runs/"+run+"/summary.json", &job.Summary{Run: run, Job: spec.Name, Trigger: "timer", Started: t0, Finished: t0.Add(20 * time.Second),

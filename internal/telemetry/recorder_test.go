@@ -7,19 +7,8 @@ import (
 	"time"
 
 	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/testutil"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 type fakeGauges struct {
 	mu sync.Mutex
@@ -37,15 +26,15 @@ func (f *fakeGauges) get() Gauges {
 	return g
 }
 
-func newRecorder(st checkpoint.Store, instance string, c *clock, g *fakeGauges) *Recorder {
-	return &Recorder{Store: st, Instance: instance, Interval: 5 * time.Second, Now: c.now, Gauges: g.get,
+func newRecorder(st checkpoint.Store, instance string, c *testutil.Clock, g *fakeGauges) *Recorder {
+	return &Recorder{Store: st, Instance: instance, Interval: 5 * time.Second, Now: c.Now, Gauges: g.get,
 		Settings: map[string]string{"DVBULK_DATAVERSE_CONCURRENCY": "12"}}
 }
 
 func TestRecorderCountsFromItsBaseline(t *testing.T) {
 	ctx := context.Background()
 	st := checkpoint.NewMem()
-	c := &clock{t: t0}
+	c := testutil.NewClock(t0)
 	// The process had already sent 100 Dataverse requests (an earlier run) when this run began.
 	g := &fakeGauges{g: Gauges{DVRequests: 100, DVThrottled: map[string]int64{"0x80072322": 2}, EnRequests: 40}}
 	r := newRecorder(st, "host-1", c, g)
@@ -58,7 +47,7 @@ func TestRecorderCountsFromItsBaseline(t *testing.T) {
 	g.g = Gauges{DVRequests: 110, DVThrottled: map[string]int64{"0x80072322": 3, "0x80072321": 1}, DVInFlight: 7, DVLimit: 12, DVHint: 48,
 		EnRequests: 52, EnThrottled: 1, EnInFlight: 4, EnLimit: 8}
 	g.mu.Unlock()
-	c.add(5 * time.Second)
+	c.Add(5 * time.Second)
 	if err := r.Flush(ctx, "run-a"); err != nil {
 		t.Fatal(err)
 	}
@@ -91,11 +80,11 @@ func TestRecorderCountsFromItsBaseline(t *testing.T) {
 func TestRecorderForgetsAnIdleRunAndContinuesItsCounters(t *testing.T) {
 	ctx := context.Background()
 	st := checkpoint.NewMem()
-	c := &clock{t: t0}
+	c := testutil.NewClock(t0)
 	g := &fakeGauges{}
 	r := newRecorder(st, "host-1", c, g)
 	r.Outcome("run-a", "updated")
-	c.add(2 * time.Minute)
+	c.Add(2 * time.Minute)
 	if err := r.Flush(ctx, "run-a"); err != nil { // idle for longer than forgetAfter: last sample
 		t.Fatal(err)
 	}
@@ -108,7 +97,7 @@ func TestRecorderForgetsAnIdleRunAndContinuesItsCounters(t *testing.T) {
 	// The run comes back (a resumed chunk), and so does a restarted process with the same id.
 	for _, rec := range []*Recorder{r, newRecorder(st, "host-1", c, g)} {
 		rec.Outcome("run-a", "updated")
-		c.add(time.Second)
+		c.Add(time.Second)
 		if err := rec.Flush(ctx, "run-a"); err != nil {
 			t.Fatal(err)
 		}
