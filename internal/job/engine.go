@@ -91,6 +91,10 @@ type Engine struct {
 	Log      zerolog.Logger
 	Opt      Options
 	Now      func() time.Time
+	// Observer, when set, is told about records, chunks and planning steps (telemetry).
+	Observer Observer
+	// OnComplete, when set, runs after this worker wrote a run's summary (the run report).
+	OnComplete func(ctx context.Context, run string) error
 }
 
 // Result is what an invocation hands back to the host: messages for the chunk queue, dead letters,

@@ -143,6 +143,7 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 		return e.planRerun(ctx, man)
 	}
 	spec := man.Spec
+	e.observer().Touch(run)
 	startCursor := cursor
 	records, fresh, done, deltaNext := 0, 0, false, ""
 	deadline, hasDeadline := ctx.Deadline()

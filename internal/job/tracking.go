@@ -84,8 +84,7 @@ type plannedPage struct {
 // planPage reads the page at cursor according to the run's tracking mode.
 func (e *Engine) planPage(ctx context.Context, man *Manifest, cursor string) (plannedPage, error) {
 	spec := man.Spec
-	// Pages hold whole chunks, so chunks are full-sized except the very last.
-	pageSize := max(spec.ChunkSize, spec.PageSize/spec.ChunkSize*spec.ChunkSize)
+	pageSize := spec.PlanPageSize()
 	if man.Tracking == TrackingOff {
 		q := dataverse.Query{Table: dvTable(spec), Select: spec.SelectColumns(), Filter: spec.Filter,
 			OrderBy: spec.Table.Key + " asc", PageSize: pageSize}
