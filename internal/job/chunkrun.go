@@ -30,7 +30,7 @@ func (r *chunkRun) refreshResumed(ctx context.Context) error {
 	spec := r.man.Spec
 	rows, err := r.e.DV.GetByIDs(ctx, dvTable(spec), ids, spec.SelectColumns())
 	if err != nil {
-		return fmt.Errorf("%w: re-read resumed records: %v", ErrTransient, err)
+		return fmt.Errorf("%w: re-read resumed records: %w", ErrTransient, err)
 	}
 	fresh := map[string]Record{}
 	for _, row := range rows {
@@ -204,7 +204,7 @@ func (r *chunkRun) finish(ctx context.Context, state, reason string) error {
 		}
 	})
 	if err != nil && !errors.Is(err, checkpoint.ErrConflict) {
-		return fmt.Errorf("%w: write final chunk checkpoint: %v", ErrTransient, err)
+		return fmt.Errorf("%w: write final chunk checkpoint: %w", ErrTransient, err)
 	}
 	return nil
 }
