@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -74,6 +75,8 @@ type Engine struct {
 	Log      zerolog.Logger
 	Opt      Options
 	Now      func() time.Time
+
+	ignored sync.Map // property names of chunk and plan messages already logged as ignored
 }
 
 // Result is what an invocation hands back to the host: messages for the chunk queue, dead letters,
@@ -135,6 +138,11 @@ func (e *Engine) Handle(ctx context.Context, body []byte, d Delivery) (Result, e
 	}
 	log := base.With().Str("run", m.Run).Str("job", m.Job).Str("kind", m.Kind).Logger()
 	ctx = log.WithContext(ctx)
+	for _, p := range m.Ignored {
+		if _, seen := e.ignored.LoadOrStore(p, true); !seen {
+			log.Debug().Str("property", p).Msg("message property unknown to this build ignored (a newer build's?); logged once per property")
+		}
+	}
 	var res Result
 	switch m.Kind {
 	case KindStart:
