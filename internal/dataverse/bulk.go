@@ -176,6 +176,7 @@ func (c *Client) updateMultiple(ctx context.Context, t Table, ps []prep, hdr htt
 		header:      hdr.Clone(),
 		body:        b.Bytes(),
 		contentType: "application/json; charset=utf-8",
+		bisected:    true,
 	})
 	if err != nil {
 		return err
