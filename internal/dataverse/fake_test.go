@@ -44,6 +44,8 @@ type fakeDV struct {
 	// $batch, the operation's part). retryAfter is sent on 429 parts.
 	fault      func(id string) (status int, body string)
 	retryAfter string
+	// probeRefused answers the UpdateMultiple probe 403, as for a role without prvReadSdkMessage.
+	probeRefused bool
 
 	batchSizes   []int
 	bulkSizes    []int
@@ -84,8 +86,12 @@ func (f *fakeDV) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodGet && strings.HasSuffix(p, "/sdkmessagefilters"):
 		f.mu.Lock()
-		ok := f.bulkSupported
+		ok, refused := f.bulkSupported, f.probeRefused
 		f.mu.Unlock()
+		if refused {
+			writeJSON(w, 403, errBody("0x80040220", "Principal user is missing prvReadSdkMessage privilege on OTC=4607 for entity 'sdkmessagefilter'."))
+			return
+		}
 		if ok {
 			io.WriteString(w, `{"value":[{"sdkmessagefilterid":"9e2a5b1c-0000-4000-8000-000000000001"}]}`)
 		} else {
