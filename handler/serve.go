@@ -2,18 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"dvbulk/internal/ctxutil"
 )
 
 // functions is what the server dispatches to: the app, or a fake in tests.
@@ -29,76 +28,40 @@ const (
 	maxBody     = 4 << 20 // a queue message is at most 64 KiB; a timer payload is tiny
 )
 
-// hostSettings are the host.json values the handler itself needs.
-type hostSettings struct {
-	FunctionTimeout time.Duration
-	MaxDequeueCount int
-}
-
-// readHostJSON reads host.json from the app root (FUNCTIONS_APP_ROOT_PATH, else the working
-// directory). Missing values take the host's defaults.
-func readHostJSON(getenv func(string) string) hostSettings {
-	hs := hostSettings{FunctionTimeout: 10 * time.Minute, MaxDequeueCount: 5}
-	root := getenv("FUNCTIONS_APP_ROOT_PATH")
-	if root == "" {
-		root, _ = os.Getwd()
-	}
-	data, err := os.ReadFile(filepath.Join(root, "host.json"))
-	if err != nil {
-		return hs
-	}
-	var h struct {
-		FunctionTimeout string
-		Extensions      struct {
-			Queues struct{ MaxDequeueCount int }
-		}
-	}
-	if json.Unmarshal(data, &h) != nil {
-		return hs
-	}
-	if d, ok := parseTimeSpan(h.FunctionTimeout); ok {
-		hs.FunctionTimeout = d
-	}
-	if h.Extensions.Queues.MaxDequeueCount > 0 {
-		hs.MaxDequeueCount = h.Extensions.Queues.MaxDequeueCount
-	}
-	return hs
-}
-
-// parseTimeSpan reads a .NET TimeSpan "hh:mm:ss" (or "d.hh:mm:ss"); "-1" means unbounded.
-func parseTimeSpan(s string) (time.Duration, bool) {
-	if s == "-1" {
-		return 24 * time.Hour, true
-	}
-	days := 0
-	if d, rest, ok := strings.Cut(s, "."); ok && !strings.Contains(d, ":") {
-		if _, err := fmt.Sscanf(d, "%d", &days); err != nil {
-			return 0, false
-		}
-		s = rest
-	}
-	var h, m, sec int
-	if n, err := fmt.Sscanf(s, "%d:%d:%d", &h, &m, &sec); err != nil || n != 3 {
-		return 0, false
-	}
-	return time.Duration(days*24+h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(sec)*time.Second, true
-}
-
 // server serves the custom-handler protocol.
 type server struct {
 	fns     functions
 	log     zerolog.Logger
 	timeout time.Duration // functionTimeout: each invocation must be done before it
 
-	base   context.Context // cancelled on shutdown so in-flight work checkpoints and returns
-	cancel context.CancelFunc
+	// draining is closed on shutdown (SIGTERM): every invocation's context carries it as its stop
+	// (ctxutil.WithStop), so in-flight work sends nothing new, lets the calls already sent finish,
+	// checkpoints and hands on in a continuation message that the host still binds.
+	draining  chan struct{}
+	drainOnce sync.Once
+	base      context.Context // cancelled only if draining takes longer than drainFor
+	cancel    context.CancelFunc
+	drainFor  time.Duration // drainTimeout; shorter in tests
 }
 
+// Shutdown bounds: how long in-flight invocations get to hand over after SIGTERM before they are
+// cancelled (they then checkpoint, release their chunks and fail, so the host redelivers), and how
+// long after that the server waits before closing the connections. Flex Consumption gives an
+// execution up to 60 minutes after scale-in starts; the hand-over itself takes as long as the
+// slowest call in flight (ENRICHMENT_TIMEOUT, DVBULK_REQUEST_TIMEOUT bound it).
+const (
+	drainTimeout  = 2 * time.Minute
+	cancelTimeout = 10 * time.Second
+)
+
 func newServer(fns functions, log zerolog.Logger, functionTimeout time.Duration) *server {
-	s := &server{fns: fns, log: log, timeout: functionTimeout}
+	s := &server{fns: fns, log: log, timeout: functionTimeout, draining: make(chan struct{}), drainFor: drainTimeout}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	return s
 }
+
+// drain makes every running and later invocation hand over instead of starting new work.
+func (s *server) drain() { s.drainOnce.Do(func() { close(s.draining) }) }
 
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -158,7 +121,7 @@ func (s *server) invoke(name string, call func(context.Context, *Invocation, *in
 		defer cancel()
 		stop := context.AfterFunc(r.Context(), cancel) // the host gave up on us
 		defer stop()
-		ctx = log.WithContext(ctx)
+		ctx = ctxutil.WithStop(log.WithContext(ctx), s.draining)
 		started := time.Now()
 		res, err := call(ctx, inv, req)
 		status := statusOf(err)
@@ -204,9 +167,11 @@ func writeBody(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
-// serve answers the host until ctx ends (SIGTERM), then cancels in-flight invocations so they
-// checkpoint, stops accepting new ones at once (Shutdown closes the listener), waits for the running
-// ones (bounded) and returns.
+// serve answers the host until ctx ends (SIGTERM: the platform scaling in or the host stopping).
+// Then it stops accepting connections (Shutdown closes the listener) and drains: in-flight
+// invocations finish the calls they have sent, checkpoint and answer with a continuation message,
+// so a chunk moves to another instance with nothing paid for twice. Only if that takes longer than
+// drainTimeout are they cancelled (checkpoint, release, fail: the host redelivers).
 func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 30 * time.Second}
 	errc := make(chan error, 1)
@@ -216,12 +181,19 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
-	s.log.Info().Msg("shutting down: checkpointing in-flight invocations")
-	s.cancel()
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	s.log.Info().Msg("shutting down: in-flight invocations checkpoint and hand over")
+	s.drain()
+	dctx, cancel := context.WithTimeout(context.Background(), s.drainFor)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		s.log.Warn().Err(err).Msg("in-flight invocations did not finish within 30s")
+	err := srv.Shutdown(dctx)
+	if err == nil {
+		return nil
+	}
+	s.log.Warn().Dur("after", s.drainFor).Msg("in-flight invocations did not hand over in time: cancelling them")
+	s.cancel()
+	cctx, cancel2 := context.WithTimeout(context.Background(), cancelTimeout)
+	defer cancel2()
+	if err := srv.Shutdown(cctx); err != nil {
 		return srv.Close()
 	}
 	return nil

@@ -106,7 +106,7 @@ func (c *Client) throttledParts(ctx context.Context, epoch uint64, parts []Batch
 			continue
 		}
 		n++
-		if d, ok := parseRetryAfter(p.Header.Get("Retry-After"), time.Now()); ok && d > pause {
+		if d, ok := retryAfter(p.Header.Get("Retry-After"), time.Now()); ok && d > pause {
 			pause = d
 		}
 		code = newAPIError(p.Status, nil, p.Body).Code

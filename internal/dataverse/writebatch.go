@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 
 	"golang.org/x/sync/errgroup"
 
+	"dvbulk/internal/backoff"
 	"dvbulk/internal/ctxutil"
 )
 
@@ -138,7 +138,7 @@ func (w *writer) batchChunk(ctx context.Context, ps []prep) {
 		}
 		w.c.retried(ctx, int64(len(again)))
 		if !throttledOnly {
-			delay := rand.N(backoffCap(w.c.cfg.RetryBaseDelay, w.c.cfg.RetryMaxDelay, rounds-1) + 1)
+			delay := backoff.Wait(w.c.cfg.RetryBaseDelay, w.c.cfg.RetryMaxDelay, rounds-1)
 			if err := ctxutil.Sleep(ctx, delay); err != nil {
 				w.failAll(again, err)
 				return

@@ -45,7 +45,7 @@ func TestStopOnShutdownIsNotLoggedAsAFailure(t *testing.T) {
 	st := &blockingStore{Store: checkpoint.NewMem(), entered: make(chan struct{}, 1)}
 	e := &job.Engine{Store: st, Log: log, Instance: "test"}
 	e.Init()
-	srv := newServer(&app{engine: e, log: log}, log, time.Minute)
+	srv := newServer(&functionApp{engine: e, log: log}, log, time.Minute)
 	ts := httptest.NewServer(srv.routes())
 	defer ts.Close()
 
@@ -103,7 +103,7 @@ func mustJSON(t *testing.T, s string) string {
 // the host redelivers, and logged as one.
 func TestTransientDataverseFailureIsRedelivered(t *testing.T) {
 	var logs testutil.SyncBuffer
-	a := &app{log: zerolog.New(&logs)}
+	a := &functionApp{log: zerolog.New(&logs)}
 	inv := &Invocation{Log: zerolog.New(&logs)}
 	attempt := fmt.Errorf("dataverse: query accounts: %w after 9 attempts: %w", dataverse.ErrUnavailable, context.DeadlineExceeded)
 	engineErr := fmt.Errorf("%w: read page of accounts: %w", job.ErrTransient, attempt)
