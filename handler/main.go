@@ -106,7 +106,7 @@ func serveHandler(ctx context.Context, getenv func(string) string, stdout, stder
 		fmt.Fprintf(stderr, "dvbulk: listen on FUNCTIONS_CUSTOMHANDLER_PORT %d: %v\n", port, err)
 		return 1
 	}
-	log.Info().Str("job", cfg.Job.Name).Str("store", kind).Dur("function_timeout", hs.FunctionTimeout).
+	log.Info().Str("job", cfg.Job.Name).Strs("jobs", cfg.Jobs.Names()).Str("jobs_dir", cfg.JobsDir).Str("store", kind).Dur("function_timeout", hs.FunctionTimeout).
 		Int("max_dequeue", hs.MaxDequeueCount).Str("instance", eng.Instance).Msg("custom handler ready")
 	srv := newServer(&functionApp{engine: eng, spec: cfg.Job, log: log}, log, hs.FunctionTimeout)
 	if err := srv.serve(ctx, ln); err != nil {

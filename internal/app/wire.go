@@ -44,7 +44,7 @@ func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger) (*job.Engin
 	}
 	host, _ := os.Hostname()
 	e := &job.Engine{
-		Store: st, DV: dv, Enricher: en, Log: log,
+		Store: st, DV: dv, Enricher: en, Log: log, Jobs: cfg.Jobs,
 		Instance: fmt.Sprintf("%s-%d", host, os.Getpid()),
 		Opt: job.Options{Lease: cfg.Lease, FlushInterval: cfg.Flush, StaleAfter: cfg.StaleAfter, PlanPages: cfg.PlanPages,
 			ChunkSize: cfg.ChunkSize, DryRun: cfg.DryRun, TransformBatch: cfg.EnrichBatch,

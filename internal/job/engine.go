@@ -86,6 +86,7 @@ type Engine struct {
 	Log      zerolog.Logger
 	Opt      Options
 	Now      func() time.Time
+	Jobs     *Catalog // the jobs a start message may name; nil = the built-in ones
 
 	ignored sync.Map // property names of chunk and plan messages already logged as ignored
 }
@@ -127,6 +128,15 @@ func (e *Engine) now() time.Time {
 	return time.Now()
 }
 
+func (e *Engine) catalog() *Catalog {
+	if e.Jobs != nil {
+		return e.Jobs
+	}
+	return builtinCatalog
+}
+
+var builtinCatalog = Builtins()
+
 // Init applies option defaults; call it once before use.
 func (e *Engine) Init() {
 	e.Opt.defaults()
@@ -157,7 +167,7 @@ func (e *Engine) Handle(ctx context.Context, body []byte, d Delivery) (Result, e
 	var res Result
 	switch m.Kind {
 	case KindStart:
-		spec, lerr := Lookup(m.Job)
+		spec, lerr := e.catalog().Lookup(m.Job)
 		if lerr != nil {
 			return e.deadLetter(body, d, &BadMessageError{Reason: lerr.Error()}), nil
 		}
