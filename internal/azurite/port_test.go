@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"dvbulk/internal/netutil"
+	"dvbulk/internal/testutil"
 )
 
 // The first port chosen for Azurite is already held by another server (one that even accepts
@@ -20,23 +21,15 @@ func TestLaunchTriesAFreshPortWhenItsPortIsTaken(t *testing.T) {
 	other := httptest.NewServer(http.NotFoundHandler())
 	defer other.Close()
 	taken := other.Listener.Addr().(*net.TCPAddr).Port
-	var handed []int
-	freePort = func() (int, error) {
-		if len(handed) == 0 {
-			handed = append(handed, taken)
-			return taken, nil
-		}
-		p, err := netutil.FreePort()
-		handed = append(handed, p)
-		return p, err
-	}
+	ports := testutil.NewTakenFirst(taken)
+	freePort = ports.Port
 	defer func() { freePort = netutil.FreePort }()
 	s, err := Launch(Options{})
 	if err != nil {
 		t.Fatalf("launch with the first port taken: %v", err)
 	}
 	defer s.Stop()
-	if len(handed) < 2 || s.port == taken {
+	if handed := ports.Handed(); len(handed) < 2 || s.port == taken {
 		t.Fatalf("ports %v, Azurite on %d: want a fresh port", handed, s.port)
 	}
 	if owns, known := netutil.ListensOn(s.cmd.Process.Pid, s.port); known && !owns {

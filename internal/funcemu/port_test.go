@@ -6,11 +6,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"dvbulk/internal/netutil"
+	"dvbulk/internal/testutil"
 )
 
 // The port chosen for an instance is taken before the child binds it, by a server that even answers
@@ -33,28 +32,14 @@ func TestInstanceRelaunchedWhenItsPortIsTaken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	var mu sync.Mutex
-	var handed []int
-	h.freePort = func() (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(handed) == 0 {
-			handed = append(handed, taken)
-			return taken, nil
-		}
-		p, err := netutil.FreePort()
-		handed = append(handed, p)
-		return p, err
-	}
+	ports := testutil.NewTakenFirst(taken)
+	h.freePort = ports.Port
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	if err := h.Start(ctx); err != nil {
 		t.Fatalf("start with the first port taken: %v", err)
 	}
-	mu.Lock()
-	n := len(handed)
-	mu.Unlock()
-	if n < 2 || h.instances[0].port == taken {
+	if handed := ports.Handed(); len(handed) < 2 || h.instances[0].port == taken {
 		t.Fatalf("ports handed out %v, instance on %d; want a relaunch on a fresh port", handed, h.instances[0].port)
 	}
 	l.mu.Lock()
