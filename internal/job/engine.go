@@ -157,7 +157,7 @@ func (e *Engine) Handle(ctx context.Context, body []byte, d Delivery) (Result, e
 	if l := zerolog.Ctx(ctx); l.GetLevel() != zerolog.Disabled {
 		base = *l // the invocation's logger: keeps invocation_id and function
 	}
-	log := base.With().Str("run", m.Run).Str("job", m.Job).Str("kind", m.Kind).Logger()
+	log := base.With().Str("run", m.Run).Str("job", m.Job).Str("kind", string(m.Kind)).Logger()
 	ctx = log.WithContext(ctx)
 	for _, p := range m.Ignored {
 		if _, seen := e.ignored.LoadOrStore(p, true); !seen {

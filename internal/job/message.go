@@ -23,23 +23,26 @@ const MessageVersion = 1
 // messageEncoding).
 const MaxMessageBytes = 64 * 1024
 
+// MessageKind says what a chunk-queue message asks for.
+type MessageKind string
+
 // Message kinds.
 const (
 	// KindStart starts an ad-hoc run (dropped on the queue by an operator or a script).
-	KindStart = "start"
+	KindStart MessageKind = "start"
 	// KindPlan continues planning a run from a cursor.
-	KindPlan = "plan"
+	KindPlan MessageKind = "plan"
 	// KindChunk asks for one chunk of records to be processed.
-	KindChunk = "chunk"
+	KindChunk MessageKind = "chunk"
 )
 
 // Message is everything that travels on the chunk queue. DecodeMessage says how unknown properties
 // are treated (refused in start messages, ignored in the app's own chunk and plan messages).
 type Message struct {
-	V    int    `json:"v"`
-	Kind string `json:"kind"`
-	Job  string `json:"job"`
-	Run  string `json:"run,omitempty"`
+	V    int         `json:"v"`
+	Kind MessageKind `json:"kind"`
+	Job  string      `json:"job"`
+	Run  string      `json:"run,omitempty"`
 
 	// start
 	DryRun  bool   `json:"dryRun,omitempty"`
@@ -112,7 +115,7 @@ func DecodeMessage(body []byte) (*Message, error) {
 	if v > MessageVersion {
 		return nil, bad("schema version %d is newer than this build reads (version %d): the message was written by a newer dvbulk; deploy it to every instance and redrive", v, MessageVersion)
 	}
-	var kind string
+	var kind MessageKind
 	_ = json.Unmarshal(raw["kind"], &kind) // a non-string kind fails the full decode below
 	var unknown []string
 	for k := range raw {
