@@ -90,7 +90,7 @@ func (e *Engine) planPage(ctx context.Context, man *Manifest, cursor string) (pl
 			OrderBy: spec.Table.Key + " asc", PageSize: pageSize}
 		page, err := e.DV.QueryPage(ctx, q, cursor)
 		if err != nil {
-			return plannedPage{}, fmt.Errorf("%w: read page of %s: %v", ErrTransient, spec.Table.EntitySet, err)
+			return plannedPage{}, fmt.Errorf("%w: read page of %s: %w", ErrTransient, spec.Table.EntitySet, err)
 		}
 		recs, err := toRecords(spec, page.Records)
 		if err != nil {
