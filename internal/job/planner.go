@@ -106,9 +106,6 @@ func (e *Engine) createRun(ctx context.Context, spec *Spec, o StartOptions) (Res
 	man := Manifest{Run: o.Run, Job: spec.Name, Spec: spec, DryRun: o.DryRun || e.Opt.DryRun, RerunOf: o.RerunOf,
 		Trigger: o.Trigger, State: RunPlanning, Created: now, Updated: now, Writer: nonce(),
 		Incremental: spec.IsIncremental(), Full: o.Full}
-	if man.Incremental && o.RerunOf == "" {
-		man.Tracking, man.DeltaFrom = e.chooseTracking(ctx, spec, o.Full)
-	}
 	if _, err := create(ctx, e.Store, manifestName(o.Run), man); err != nil {
 		if errors.Is(err, checkpoint.ErrConflict) {
 			// A second firing of the same occurrence. If the first one died before handing planning on

@@ -23,9 +23,9 @@ type Tracker interface {
 	QueryDelta(ctx context.Context, q dataverse.Query, link string) (dataverse.DeltaPage, error)
 }
 
-// Tracking modes of a run (Manifest.Tracking).
+// Tracking modes of a run (Manifest.Tracking; "" until the first planning step has chosen).
 const (
-	TrackingOff   = ""
+	TrackingOff   = "off"
 	TrackingFull  = "full"
 	TrackingDelta = "delta"
 )
@@ -85,7 +85,23 @@ type plannedPage struct {
 func (e *Engine) planPage(ctx context.Context, man *Manifest, cursor string) (plannedPage, error) {
 	spec := man.Spec
 	pageSize := spec.PlanPageSize()
-	if man.Tracking == TrackingOff {
+	if cursor == "" && man.Tracking == "" && man.Incremental && man.RerunOf == "" {
+		// Chosen by the first planning step, after the manifest exists (a timer killed while asking
+		// leaves a run to take over, not nothing), and kept in it so redeliveries agree.
+		mode, from := e.chooseTracking(ctx, spec, man.Full)
+		m, err := modify(ctx, e.Store, manifestName(man.Run), func(m *Manifest) (*Manifest, error) {
+			if m.Tracking != "" {
+				return nil, errNoChange // another delivery chose first
+			}
+			m.Tracking, m.DeltaFrom, m.Writer = mode, from, nonce()
+			return m, nil
+		})
+		if err != nil {
+			return plannedPage{}, fmt.Errorf("%w: %v", ErrTransient, err)
+		}
+		man.Tracking, man.DeltaFrom = m.Tracking, m.DeltaFrom
+	}
+	if man.Tracking == TrackingOff || man.Tracking == "" {
 		q := dataverse.Query{Table: dvTable(spec), Select: spec.SelectColumns(), Filter: spec.Filter,
 			OrderBy: spec.Table.Key + " asc", PageSize: pageSize}
 		page, err := e.DV.QueryPage(ctx, q, cursor)
