@@ -25,7 +25,20 @@ func (r *rig) runAt(ctx context.Context, at time.Time) (string, *job.Summary) {
 		r.t.Fatalf("timer: %v %+v", err, inv)
 	}
 	run := job.RunID(r.opts.job, at)
-	return run, r.waitSummary(ctx, run)
+	sum := r.waitSummary(ctx, run)
+	// The summary is written just before the run is marked done and the job's active marker
+	// cleared; the next night's timer must not fire inside that window (it would find the run
+	// still active and, rightly, start nothing).
+	for {
+		if act, err := job.ActiveRun(ctx, r.store, r.opts.job); err == nil && act != run {
+			return run, sum
+		}
+		select {
+		case <-ctx.Done():
+			r.t.Fatalf("run %s stays the job's active run after its summary", run)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // asked lists the accounts the enrichment service was asked about since the last reset.
