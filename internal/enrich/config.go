@@ -20,9 +20,15 @@ type Config struct {
 	APIKey       string // optional; sent only in APIKeyHeader, never logged or put in errors
 	APIKeyHeader string // default "x-api-key"
 
-	BatchSize   int     // records per request (default 1)
-	Concurrency int     // requests in flight at once, shared by every caller of the Client (default 8)
-	RPS         float64 // requests per second towards the service (0 = unlimited)
+	// BatchSize is the most records per request (default 50). A 400 or 413 on several records
+	// is retried in halves, and a smaller size the service takes is learned and kept.
+	BatchSize int
+	// Concurrency is the ceiling of requests in flight at once, shared by every caller of the
+	// Client (default 64). Below it the limit adapts to the service (see Limiter) unless
+	// FixedConcurrency is set.
+	Concurrency      int
+	FixedConcurrency bool
+	RPS              float64 // requests per second towards the service (0 = unlimited)
 
 	Timeout    time.Duration // per attempt (default 30s)
 	MaxRetries int           // retries of one request after transient failures (default 6; zero means the default)
@@ -43,10 +49,10 @@ func (c Config) withDefaults() Config {
 		c.APIKeyHeader = "x-api-key"
 	}
 	if c.BatchSize == 0 {
-		c.BatchSize = 1
+		c.BatchSize = 50
 	}
 	if c.Concurrency == 0 {
-		c.Concurrency = 8
+		c.Concurrency = 64
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 30 * time.Second

@@ -88,12 +88,12 @@ type Ticket struct {
 }
 
 const (
-	latencySlow    = 1.2  // smoothed latency ratio above which slow start ends
-	latencyCut     = 1.5  // ... and above which the limit is cut
-	latencyBeta    = 0.6  // the cut for latency: from 1.5× the capacity to under it, so the queue drains
-	throttleBeta   = 0.5  // the cut for a 429/503
-	smoothing      = 0.25 // weight of a new latency sample
-	stuckCuts      = 3    // latency cuts in a row without one fast answer before the base is raised
+	latencySlow  = 1.2  // smoothed latency ratio above which slow start ends
+	latencyCut   = 1.5  // ... and above which the limit is cut
+	latencyBeta  = 0.6  // the cut for latency: from 1.5× the capacity to under it, so the queue drains
+	throttleBeta = 0.5  // the cut for a 429/503
+	smoothing    = 0.25 // weight of a new latency sample
+	stuckCuts    = 3    // latency cuts in a row without one fast answer before the base is raised
 )
 
 // NewLimiter returns a Limiter; cfg.Max below 1 counts as 1.

@@ -1,0 +1,54 @@
+package enrich
+
+import "sync"
+
+// sizer learns how many records per request the service takes, below the BatchSize ceiling,
+// and keeps it for the life of the Client (the process).
+//
+// The only evidence it trusts is a split: a request refused with 400/413 whose two halves were
+// then both answered. A refused request with a bad record in it splits into one half answered
+// and one refused, which says nothing about size; so a bad record never shrinks the batch.
+// The limit L lies between the largest size answered (ok) and the smallest size proven too
+// large (tooBig); sizes in between are probed, halfway each time, so a limit of 10 under a
+// ceiling of 50 is found exactly after a few requests, each probe that misses costing one split.
+type sizer struct {
+	mu      sync.Mutex
+	ceiling int
+	ok      int // largest size answered (0: none yet)
+	tooBig  int // smallest size proven too large (0: none)
+}
+
+func newSizer(ceiling int) *sizer { return &sizer{ceiling: max(ceiling, 1)} }
+
+// size is how many records the next request should carry.
+func (s *sizer) size() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tooBig == 0 {
+		return s.ceiling
+	}
+	lo, hi := max(s.ok, 1), s.tooBig-1
+	if lo >= hi {
+		return max(hi, 1)
+	}
+	return lo + (hi-lo+1)/2
+}
+
+// answered records that a request of n records was answered.
+func (s *sizer) answered(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ok = max(s.ok, n)
+	if s.tooBig != 0 && s.tooBig <= s.ok {
+		s.tooBig = 0 // contradicted (the service's limit rose, or a refusal was something else)
+	}
+}
+
+// split records that a refused request of n records was answered in two halves.
+func (s *sizer) split(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n > s.ok && (s.tooBig == 0 || n < s.tooBig) {
+		s.tooBig = n
+	}
+}
