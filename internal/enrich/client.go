@@ -134,6 +134,24 @@ func (c *Client) Enrich(ctx context.Context, recs []Record) ([]Result, error) {
 		}
 		// Read for every request: a size learned from one request's answer applies to the next.
 		end = min(start+c.sizer.size(), len(recs))
+		if !c.sizer.proven(end - start) {
+			// One request of a size not yet answered goes alone (see sizer), and the others
+			// wait for what it teaches.
+			if c.sizer.probe(ctx) != nil {
+				unfinished.Store(true)
+				break
+			}
+			end = min(start+c.sizer.size(), len(recs))
+			if !c.sizer.proven(end - start) {
+				ok := c.runBatch(ctx, recs[start:end], out[start:end])
+				c.sizer.unprobe()
+				if !ok {
+					unfinished.Store(true)
+				}
+				continue
+			}
+			c.sizer.unprobe()
+		}
 		g.Go(func() error {
 			if !c.runBatch(ctx, recs[start:end], out[start:end]) {
 				unfinished.Store(true)

@@ -1,6 +1,11 @@
 package enrich
 
-import "sync"
+import (
+	"context"
+	"sync"
+
+	"dvbulk/internal/ctxutil"
+)
 
 // sizer learns how many records per request the service takes, below the BatchSize ceiling,
 // and keeps it for the life of the Client (the process).
@@ -11,14 +16,42 @@ import "sync"
 // The limit L lies between the largest size answered (ok) and the smallest size proven too
 // large (tooBig); sizes in between are probed, halfway each time, so a limit of 10 under a
 // ceiling of 50 is found exactly after a few requests, each probe that misses costing one split.
+//
+// A size not yet answered is probed by one request at a time (probe): otherwise every request
+// sent before the first answer would be refused and split on its own.
 type sizer struct {
+	probing chan struct{} // holds a token while a request of an unproven size is out
+
 	mu      sync.Mutex
 	ceiling int
 	ok      int // largest size answered (0: none yet)
 	tooBig  int // smallest size proven too large (0: none)
 }
 
-func newSizer(ceiling int) *sizer { return &sizer{ceiling: max(ceiling, 1)} }
+func newSizer(ceiling int) *sizer {
+	return &sizer{ceiling: max(ceiling, 1), probing: make(chan struct{}, 1)}
+}
+
+// proven reports whether a request of n records is known to be taken.
+func (s *sizer) proven(n int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return n <= s.ok
+}
+
+// probe waits for the right to send a request of an unproven size; the caller must unprobe.
+func (s *sizer) probe(ctx context.Context) error {
+	select {
+	case s.probing <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-ctxutil.StopChan(ctx):
+		return ctxutil.ErrStopped
+	}
+}
+
+func (s *sizer) unprobe() { <-s.probing }
 
 // size is how many records the next request should carry.
 func (s *sizer) size() int {
