@@ -90,7 +90,7 @@ func (c *Client) send(ctx context.Context, p part) sendResult {
 		}
 		retries++
 		c.stats.retries.Add(1)
-		wait := backoff(retries, c.cfg.BackoffBase, c.cfg.BackoffMax)
+		wait := wait(retries, c.cfg.BackoffBase, c.cfg.BackoffMax)
 		c.log.Debug().Int("records", len(p.sent)).Str("reason", o.reason).Int("retry", retries).
 			Dur("backoff", wait).Msg("enrichment request will be retried")
 		if ctxutil.Sleep(ctx, wait) != nil {
