@@ -81,6 +81,7 @@ func (r *chunkRun) pipelineConfig() (pipeline.Config, error) {
 			return cfg, fmt.Errorf("job %s: enrichment is not configured (ENRICHMENT_URL)", spec.Name)
 		}
 		cfg.Transformer = &enrichTransform{client: e.Enricher, input: spec.Input}
+		cfg.TransformBatch, cfg.TransformWorkers = enrichSizing(e.Enricher, cfg.TransformBatch, cfg.TransformWorkers)
 	case KindRecalculate:
 		prog, err := spec.Compile()
 		if err != nil {

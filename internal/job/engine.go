@@ -40,8 +40,11 @@ type Options struct {
 	ChunkSize     int           // overrides the spec's chunk size when > 0
 	DryRun        bool          // force every run started by this engine to be a dry run
 
-	TransformBatch   int // records per enrichment call group (default: the enrich adapter's batch size)
-	TransformWorkers int // concurrent transform groups per chunk
+	// TransformBatch and TransformWorkers size an enrich chunk's transform stage: records per
+	// call group and groups at once. Zero derives both from the enricher's limits (its records
+	// per request now, its concurrency ceiling), so that one chunk can fill the instance.
+	TransformBatch   int
+	TransformWorkers int
 	WriteWorkers     int // concurrent write requests per chunk
 }
 
