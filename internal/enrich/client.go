@@ -61,6 +61,7 @@ type Stats struct {
 	PeakInFlight     int64 // most requests in flight at once
 	Splits           int64 // refused requests (400/413) retried in halves
 	Limit            int   // the concurrency limit now (adapted up to Concurrency unless fixed)
+	LimitCuts        int64 // how often the limit was cut (429/503 or rising latency)
 	BatchSize        int   // records per request now (BatchSize, or the smaller size learned)
 }
 
@@ -127,34 +128,29 @@ func (c *Client) Enrich(ctx context.Context, recs []Record) ([]Result, error) {
 	var unfinished atomic.Bool
 	var g errgroup.Group
 	g.SetLimit(c.cfg.Concurrency)
-	for start, end := 0, 0; start < len(recs); start = end {
+	for start := 0; start < len(recs); {
 		if ctx.Err() != nil || ctxutil.Stopped(ctx) {
 			unfinished.Store(true)
 			break
 		}
-		// Read for every request: a size learned from one request's answer applies to the next.
-		end = min(start+c.sizer.size(), len(recs))
-		if !c.sizer.proven(end - start) {
-			// One request of a size not yet answered goes alone (see sizer), and the others
-			// wait for what it teaches.
-			if c.sizer.probe(ctx) != nil {
-				unfinished.Store(true)
-				break
-			}
-			end = min(start+c.sizer.size(), len(recs))
-			if !c.sizer.proven(end - start) {
-				ok := c.runBatch(ctx, recs[start:end], out[start:end])
-				c.sizer.unprobe()
-				if !ok {
-					unfinished.Store(true)
-				}
-				continue
-			}
-			c.sizer.unprobe()
+		// Taken for every request: a size learned from one request's answer applies to the next.
+		n, probe, err := c.sizer.take(ctx)
+		if err != nil {
+			unfinished.Store(true)
+			break
 		}
+		// Even pieces: 50 records at 17 per request go as 17+17+16, not as 17+17+16 by luck or
+		// 13+13+13+11 while a probe is out; the count of requests is what costs.
+		left := len(recs) - start
+		n = (left + (left+n-1)/n - 1) / ((left + n - 1) / n)
+		batch, res := recs[start:start+n], out[start:start+n]
+		start += len(batch)
 		g.Go(func() error {
-			if !c.runBatch(ctx, recs[start:end], out[start:end]) {
+			if !c.runBatch(ctx, batch, res) {
 				unfinished.Store(true)
+			}
+			if probe {
+				c.sizer.unprobe()
 			}
 			return nil
 		})
@@ -170,10 +166,14 @@ func (c *Client) Enrich(ctx context.Context, recs []Record) ([]Result, error) {
 	return out, nil
 }
 
-// Limits returns what one caller needs to keep the client busy on its own: the records per
-// request now and the concurrency ceiling. Callers may use them to size their work; the client
+// Limits returns what one caller needs to keep the client busy on its own: records per call (a
+// multiple of the records per request now) and the concurrency ceiling. Callers may use them to size their work; the client
 // still enforces its limits for all callers together.
-func (c *Client) Limits() (batch, concurrency int) { return c.sizer.size(), c.cfg.Concurrency }
+func (c *Client) Limits() (batch, concurrency int) {
+	n := c.sizer.size()
+	// A multiple of the request size near the ceiling: whole requests per call, and few calls.
+	return n * max(1, c.cfg.BatchSize/n), c.cfg.Concurrency
+}
 
 // Stats returns a snapshot of the client's counters.
 func (c *Client) Stats() Stats {
@@ -190,6 +190,7 @@ func (c *Client) Stats() Stats {
 		PeakInFlight:     s.peak.Load(),
 		Splits:           s.splits.Load(),
 		Limit:            c.gate.slots.Limit(),
+		LimitCuts:        c.gate.slots.Cuts(),
 		BatchSize:        c.sizer.size(),
 	}
 }

@@ -17,7 +17,7 @@ import (
 // large (tooBig); sizes in between are probed, halfway each time, so a limit of 10 under a
 // ceiling of 50 is found exactly after a few requests, each probe that misses costing one split.
 //
-// A size not yet answered is probed by one request at a time (probe): otherwise every request
+// A size not yet answered is probed by one request at a time (take): otherwise every request
 // sent before the first answer would be refused and split on its own.
 type sizer struct {
 	probing chan struct{} // holds a token while a request of an unproven size is out
@@ -32,31 +32,48 @@ func newSizer(ceiling int) *sizer {
 	return &sizer{ceiling: max(ceiling, 1), probing: make(chan struct{}, 1)}
 }
 
-// proven reports whether a request of n records is known to be taken.
-func (s *sizer) proven(n int) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return n <= s.ok
-}
-
-// probe waits for the right to send a request of an unproven size; the caller must unprobe.
-func (s *sizer) probe(ctx context.Context) error {
-	select {
-	case s.probing <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-ctxutil.StopChan(ctx):
-		return ctxutil.ErrStopped
+// take returns the records the next request should carry, and whether it is the probe of a size
+// not yet answered; the caller of a probe must unprobe when its request (and any split) is done.
+// While a probe is out, other requests carry the largest size already answered; only when none
+// is known yet does take wait for the probe, since any size might then be refused.
+func (s *sizer) take(ctx context.Context) (n int, probe bool, err error) {
+	for {
+		s.mu.Lock()
+		n, ok := s.sizeLocked(), s.ok
+		s.mu.Unlock()
+		if n <= ok {
+			return n, false, nil
+		}
+		select {
+		case s.probing <- struct{}{}:
+			return s.size(), true, nil
+		default:
+		}
+		if ok > 0 {
+			return ok, false, nil
+		}
+		select {
+		case s.probing <- struct{}{}: // the probe is done: look again
+			<-s.probing
+		case <-ctx.Done():
+			return 0, false, ctx.Err()
+		case <-ctxutil.StopChan(ctx):
+			return 0, false, ctxutil.ErrStopped
+		}
 	}
 }
 
 func (s *sizer) unprobe() { <-s.probing }
 
-// size is how many records the next request should carry.
+// size is the size to try next: the ceiling, or between the largest size answered and the
+// smallest proven too large.
 func (s *sizer) size() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.sizeLocked()
+}
+
+func (s *sizer) sizeLocked() int {
 	if s.tooBig == 0 {
 		return s.ceiling
 	}

@@ -21,6 +21,7 @@ type Counters struct {
 	// PeakServing is the most requests served at once (past the concurrency cap or the queue,
 	// being answered): at most MaxConcurrency.
 	PeakServing int64
+	Serving     int64 // requests being served now
 	Queued      int64 // requests waiting in the queue now (queueing mode)
 	DistinctIDs int64 // ids answered at least once
 	// DuplicateCalls counts answers for ids that had been answered before (the sum over ids of
@@ -129,6 +130,7 @@ func (s *Sim) Counters() Counters {
 		InFlight:        c.inFlight.Load(),
 		PeakConcurrency: c.peak.Load(),
 		PeakServing:     c.peakServing.Load(),
+		Serving:         c.serving.Load(),
 		Queued:          c.queued.Load(),
 		DistinctIDs:     s.calls.distinct.Load(),
 		DuplicateCalls:  s.calls.duplicated.Load(),
