@@ -19,8 +19,11 @@ const maxThrottleWaits = 50
 // runBatch enriches one request's worth of records into out (same length as batch). It
 // returns false only if ctx ended (or its stop closed) first, leaving the unanswered records as
 // they were.
-func (c *Client) runBatch(ctx context.Context, batch []Record, out []Result) bool {
+// A probe (of a size not yet answered) and its splits go ahead of other requests waiting for a
+// slot: until it is answered, the others use a smaller size.
+func (c *Client) runBatch(ctx context.Context, batch []Record, out []Result, probe bool) bool {
 	p := c.encode(batch, out)
+	p.probe = probe
 	if len(p.sent) == 0 {
 		return true
 	}
@@ -41,7 +44,7 @@ func (c *Client) send(ctx context.Context, p part) sendResult {
 	body := p.body()
 	var retries, throttles int
 	for {
-		t, err := c.gate.acquire(ctx)
+		t, err := c.gate.acquire(ctx, p.probe)
 		if err != nil {
 			return unfinished
 		}
@@ -173,6 +176,7 @@ type part struct {
 	sent    []Record
 	slots   []int
 	out     []Result
+	probe   bool
 }
 
 func (p part) body() []byte {
@@ -193,8 +197,8 @@ func (p part) body() []byte {
 
 func (p part) halves() (part, part) {
 	h := len(p.sent) / 2
-	return part{p.encoded[:h], p.sent[:h], p.slots[:h], p.out},
-		part{p.encoded[h:], p.sent[h:], p.slots[h:], p.out}
+	return part{p.encoded[:h], p.sent[:h], p.slots[:h], p.out, p.probe},
+		part{p.encoded[h:], p.sent[h:], p.slots[h:], p.out, p.probe}
 }
 
 // encode renders the records of a request. A record that cannot be sent (no id, an input value

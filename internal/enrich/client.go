@@ -139,14 +139,17 @@ func (c *Client) Enrich(ctx context.Context, recs []Record) ([]Result, error) {
 			unfinished.Store(true)
 			break
 		}
-		// Even pieces: 50 records at 17 per request go as 17+17+16, not as 17+17+16 by luck or
-		// 13+13+13+11 while a probe is out; the count of requests is what costs.
+		// Even pieces (34 records at 17 per request go as 17+17, 40 as 14+13+13, not 17+17+6):
+		// the count of requests is what costs. A probe carries exactly the size it tests.
 		left := len(recs) - start
-		n = (left + (left+n-1)/n - 1) / ((left + n - 1) / n)
+		if n = min(n, left); !probe {
+			pieces := (left + n - 1) / n
+			n = (left + pieces - 1) / pieces
+		}
 		batch, res := recs[start:start+n], out[start:start+n]
 		start += len(batch)
 		g.Go(func() error {
-			if !c.runBatch(ctx, batch, res) {
+			if !c.runBatch(ctx, batch, res, probe) {
 				unfinished.Store(true)
 			}
 			if probe {
@@ -170,7 +173,7 @@ func (c *Client) Enrich(ctx context.Context, recs []Record) ([]Result, error) {
 // multiple of the records per request now) and the concurrency ceiling. Callers may use them to size their work; the client
 // still enforces its limits for all callers together.
 func (c *Client) Limits() (batch, concurrency int) {
-	n := c.sizer.size()
+	n := c.sizer.usable()
 	// A multiple of the request size near the ceiling: whole requests per call, and few calls.
 	return n * max(1, c.cfg.BatchSize/n), c.cfg.Concurrency
 }

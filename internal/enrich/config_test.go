@@ -72,8 +72,8 @@ func TestDefaults(t *testing.T) {
 	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
 		t.Errorf("defaults %+v, want %+v", got, want)
 	}
-	if c.gate.rate.Limit() != rate.Inf || c.gate.slots.max != 64 || c.gate.slots.Limit() != 4 {
-		t.Errorf("gate: rate %v, ceiling %v, limit %d; want unlimited, 64, starting at 4",
+	if c.gate.rate.Limit() != rate.Inf || c.gate.slots.max != 64 || c.gate.slots.Limit() != 8 {
+		t.Errorf("gate: rate %v, ceiling %v, limit %d; want unlimited, 64, starting at 8",
 			c.gate.rate.Limit(), c.gate.slots.max, c.gate.slots.Limit())
 	}
 }

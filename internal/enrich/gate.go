@@ -62,9 +62,13 @@ func (g *gate) pace(rps float64) {
 // acquire takes a slot and waits for the rate limiter and any pause. It fails when ctx ends, or
 // when ctx's stop (ctxutil.WithStop) closes before the request could go: a request not yet sent
 // is never started after the stop, even if a slot happens to be free at the same moment. On
-// success the caller must release the ticket.
-func (g *gate) acquire(ctx context.Context) (Ticket, error) {
-	t, err := g.slots.Acquire(ctx)
+// success the caller must release the ticket. A first request goes ahead of those waiting.
+func (g *gate) acquire(ctx context.Context, first bool) (Ticket, error) {
+	acquire := g.slots.Acquire
+	if first {
+		acquire = g.slots.AcquireFirst
+	}
+	t, err := acquire(ctx)
 	if err != nil {
 		return t, err
 	}

@@ -24,15 +24,17 @@ import (
 // others, so back off a little before the service has to refuse anything; that keeps 429s,
 // each of which pauses the whole client for its Retry-After, rare.
 //
-//   - Slow start: from Initial, +1 per fast answer (the limit doubles every round trip) until
-//     the first congestion signal, then +1/limit per fast answer (+1 per round trip).
+//   - Slow start: from Initial, +1/2 per fast answer (the limit grows by half every round trip)
+//     until the first congestion signal, then +1/limit per fast answer (+1 per round trip).
 //   - Growth only while the limit is used (at least half of it in flight when the request was
 //     sent): an idle client learns nothing about the service's capacity.
 //   - Latency: the smoothed ratio of latency to the base latency (the smallest seen, kept per
 //     request size so that a shrinking batch is not mistaken for a recovering service) above 1.2 ends slow start and above 1.5 cuts the limit to 0.6 of it:
 //     from about 1.5× what the service serves at once to under it, so that the queue drains and
-//     the base latency is seen again after the cut. When three cuts in a row bring not one
-//     fast answer back, the service itself got slower: the base is raised to what it now does.
+//     the base latency is seen again after the cut (a gentler cut would leave every answer
+//     queued, and a client that joined a loaded service would never see the true base). When
+//     three cuts in a row bring not one fast answer back, the service itself got slower: the
+//     base is raised to what it now does.
 //     There is deliberately no "hold" band (as Vegas has): a client sitting still inside it
 //     would keep a newcomer, who sees the same queueing, from ever growing to its share.
 //   - 429/503 halves the limit.
@@ -64,7 +66,7 @@ type Limiter struct {
 // LimiterConfig shapes a Limiter.
 type LimiterConfig struct {
 	Max     int  // ceiling (required, > 0)
-	Initial int  // starting limit (default min(Max, 4)); ignored when Fixed
+	Initial int  // starting limit (default min(Max, 8)); ignored when Fixed
 	Fixed   bool // always Max, never adapted
 }
 
@@ -94,6 +96,12 @@ const (
 	throttleBeta = 0.5  // the cut for a 429/503
 	smoothing    = 0.25 // weight of a new latency sample
 	stuckCuts    = 3    // latency cuts in a row without one fast answer before the base is raised
+	// slowStartStep per fast answer grows the limit by half per round trip. Queueing shows in
+	// answers only a round trip after it starts, so the load can grow by this factor before slow
+	// start sees it end (at latencySlow): 1.2 × 1.5 stays under a queue as deep as the capacity,
+	// where doubling (TCP's +1) overshot into 429s, each of which holds the whole client.
+	slowStartStep = 0.5
+	initialLimit  = 8 // the fixed default before the limit adapted
 )
 
 // NewLimiter returns a Limiter; cfg.Max below 1 counts as 1.
@@ -106,7 +114,7 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 	case cfg.Initial > 0:
 		l.limit = min(float64(cfg.Initial), m)
 	default:
-		l.limit = min(4, m)
+		l.limit = min(initialLimit, m)
 	}
 	return l
 }
@@ -118,7 +126,13 @@ type waiter struct {
 
 // Acquire waits for a slot. It fails when ctx ends or ctx's stop (ctxutil.WithStop) closes
 // first; a stop wins over a slot that frees at the same moment.
-func (l *Limiter) Acquire(ctx context.Context) (Ticket, error) {
+func (l *Limiter) Acquire(ctx context.Context) (Ticket, error) { return l.acquire(ctx, false) }
+
+// AcquireFirst is Acquire ahead of every waiter: for the few requests others depend on (a
+// probe of the records per request).
+func (l *Limiter) AcquireFirst(ctx context.Context) (Ticket, error) { return l.acquire(ctx, true) }
+
+func (l *Limiter) acquire(ctx context.Context, first bool) (Ticket, error) {
 	if ctxutil.Stopped(ctx) {
 		return Ticket{}, ctxutil.ErrStopped
 	}
@@ -132,7 +146,12 @@ func (l *Limiter) Acquire(ctx context.Context) (Ticket, error) {
 		return t, nil
 	}
 	w := &waiter{ready: make(chan struct{})}
-	elem := l.waiters.PushBack(w)
+	var elem *list.Element
+	if first {
+		elem = l.waiters.PushFront(w)
+	} else {
+		elem = l.waiters.PushBack(w)
+	}
 	l.mu.Unlock()
 
 	var err error
@@ -228,7 +247,7 @@ func (l *Limiter) update(t Ticket, s Signal, latency time.Duration, records int)
 		// cut: until then a high ratio may be the old queue draining.
 		if l.smoothed > latencyCut && l.fresh >= l.settle {
 			if l.freshMin <= latencyCut {
-				l.stuck = 0
+				l.stuck = 0 // a fast answer came back: our cuts work
 			} else if l.stuck++; l.stuck >= stuckCuts {
 				l.rebase(l.freshMin)
 				return
@@ -242,7 +261,7 @@ func (l *Limiter) update(t Ticket, s Signal, latency time.Duration, records int)
 		switch {
 		case float64(max(t.inFlight, l.inFlight+1)) < t.limit/2: // not using what it had
 		case l.limit < l.ssthresh:
-			l.limit = min(l.limit+1, l.max)
+			l.limit = min(l.limit+slowStartStep, l.max)
 		default:
 			l.limit = min(l.limit+1/l.limit, l.max)
 		}

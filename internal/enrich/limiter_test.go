@@ -90,10 +90,10 @@ func TestLimiterGrowsToCapacity(t *testing.T) {
 	}
 }
 
-func TestLimiterStartsLowAndDoublesPerRoundTrip(t *testing.T) {
+func TestLimiterStartsLowAndGrowsByHalfPerRoundTrip(t *testing.T) {
 	m := &model{capacity: 1000, queue: 0, base: 100 * time.Millisecond}
 	l := NewLimiter(LimiterConfig{Max: 64})
-	want := []int{4, 8, 16, 32, 64, 64}
+	want := []int{8, 12, 18, 27, 40, 60, 64, 64}
 	for i, w := range want {
 		if got := l.Limit(); got != w {
 			t.Fatalf("round %d: limit %d, want %d", i, got, w)
@@ -285,5 +285,20 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached in 10s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestLimiterAcquireFirst: a probe queues ahead of requests already waiting.
+func TestLimiterAcquireFirst(t *testing.T) {
+	l := NewLimiter(LimiterConfig{Max: 1, Fixed: true})
+	held, _ := l.Acquire(context.Background())
+	order := make(chan string, 2)
+	go func() { tk, _ := l.Acquire(context.Background()); order <- "normal"; l.Release(tk, Ignore, 0, 0) }()
+	waitFor(t, func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.waiters.Len() == 1 })
+	go func() { tk, _ := l.AcquireFirst(context.Background()); order <- "first"; l.Release(tk, Ignore, 0, 0) }()
+	waitFor(t, func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.waiters.Len() == 2 })
+	l.Release(held, Ignore, 0, 0)
+	if a, b := <-order, <-order; a != "first" || b != "normal" {
+		t.Errorf("granted %s then %s, want first then normal", a, b)
 	}
 }

@@ -73,6 +73,16 @@ func (s *sizer) size() int {
 	return s.sizeLocked()
 }
 
+// usable is the size most requests carry: the largest answered, or the size to try while none is.
+func (s *sizer) usable() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ok > 0 {
+		return min(s.ok, s.sizeLocked())
+	}
+	return s.sizeLocked()
+}
+
 func (s *sizer) sizeLocked() int {
 	if s.tooBig == 0 {
 		return s.ceiling
