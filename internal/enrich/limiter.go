@@ -94,7 +94,7 @@ const (
 	latencyCut   = 1.5  // ... and above which the limit is cut
 	latencyBeta  = 0.6  // the cut for latency: from 1.5× the capacity to under it, so the queue drains
 	throttleBeta = 0.5  // the cut for a 429/503
-	smoothing    = 0.25 // weight of a new latency sample
+	smoothing    = 0.05 // weight of a new latency sample
 	stuckCuts    = 3    // latency cuts in a row without one fast answer before the base is raised
 	// slowStartStep per fast answer grows the limit by half per round trip. Queueing shows in
 	// answers only a round trip after it starts, so the load can grow by this factor before slow
