@@ -1,5 +1,5 @@
 // Package enrich is the default enrichment-service adapter: it sends account records to a
-// company-data service over the JSON protocol of INTERFACES §4 and returns one result per
+// company-data service over the JSON protocol in the README ("Enrichment service protocol") and returns one result per
 // record. A Client batches records, bounds concurrency and request rate for all its callers
 // together, honours Retry-After, retries transient failures with backoff, and reports every
 // record's outcome, so the pipeline never loses a record to a service hiccup.
@@ -63,6 +63,8 @@ type Stats struct {
 	Limit            int   // the concurrency limit now (adapted up to Concurrency unless fixed)
 	LimitCuts        int64 // how often the limit was cut (429/503 or rising latency)
 	BatchSize        int   // records per request now (BatchSize, or the smaller size learned)
+	InFlight         int64 // requests in flight now
+	Concurrency      int   // the configured ceiling on requests in flight (Limit adapts below it)
 }
 
 type stats struct {
@@ -195,6 +197,8 @@ func (c *Client) Stats() Stats {
 		Limit:            c.gate.slots.Limit(),
 		LimitCuts:        c.gate.slots.Cuts(),
 		BatchSize:        c.sizer.size(),
+		InFlight:         s.inFlight.Load(),
+		Concurrency:      c.cfg.Concurrency,
 	}
 }
 

@@ -88,6 +88,10 @@ type Engine struct {
 	Log      zerolog.Logger
 	Opt      Options
 	Now      func() time.Time
+	// Observer, when set, is told about records, chunks and planning steps (telemetry).
+	Observer Observer
+	// OnComplete, when set, runs after this worker wrote a run's summary (the run report).
+	OnComplete func(ctx context.Context, run string) error
 }
 
 // Result is what an invocation hands back to the host: messages for the chunk queue, dead letters,
@@ -147,7 +151,7 @@ func (e *Engine) Handle(ctx context.Context, body []byte, d Delivery) (Result, e
 	if l := zerolog.Ctx(ctx); l.GetLevel() != zerolog.Disabled {
 		base = *l // the invocation's logger: keeps invocation_id and function
 	}
-	log := base.With().Str("run", m.Run).Str("job", m.Job).Str("kind", m.Kind).Logger()
+	log := base.With().Str("run", m.Run).Str("job", m.Job).Str("kind", string(m.Kind)).Logger()
 	ctx = log.WithContext(ctx)
 	var res Result
 	switch m.Kind {
