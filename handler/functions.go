@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"dvbulk/internal/job"
+	"dvbulk/internal/report"
 )
 
 // Binding names, exactly as in EnrichTimer/function.json and ChunkQueue/function.json.
@@ -20,9 +21,10 @@ const (
 // functionApp implements the two functions on top of one job engine per process, so every invocation on an
 // instance shares one Dataverse client and one throttle state.
 type functionApp struct {
-	engine *job.Engine
-	spec   *job.Spec
-	log    zerolog.Logger
+	engine    *job.Engine
+	spec      *job.Spec
+	log       zerolog.Logger
+	retention time.Duration // DVBULK_TELEMETRY_RETENTION
 }
 
 // EnrichTimer starts the scheduled run (or does nothing while one is active) and plans its first
@@ -34,7 +36,21 @@ func (a *functionApp) EnrichTimer(ctx context.Context, inv *Invocation, t TimerI
 		at = t.ScheduleStatus.Next
 	}
 	res, err := a.engine.Start(ctx, a.spec, job.StartOptions{At: at.Truncate(time.Minute), Trigger: "timer"})
+	if err == nil {
+		a.prune(ctx, inv)
+	}
 	return a.result(ctx, inv, res, err)
+}
+
+// prune applies DVBULK_TELEMETRY_RETENTION once per timer tick. A failure is logged, never the tick's:
+// the next tick tries again.
+func (a *functionApp) prune(ctx context.Context, inv *Invocation) {
+	n, err := report.Prune(ctx, a.engine.Store, a.retention, time.Now())
+	if err != nil {
+		inv.Log.Warn().Err(err).Msg("telemetry retention: pruning old runs failed; the next tick tries again")
+	} else if n > 0 {
+		inv.Log.Info().Int("documents", n).Dur("retention", a.retention).Msg("telemetry retention: old runs' samples deleted")
+	}
 }
 
 // ChunkQueue handles start, plan and chunk messages.

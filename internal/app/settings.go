@@ -5,7 +5,7 @@
 // from here, never a getenv.
 //
 // azidentity's DefaultAzureCredential also reads AZURE_* variables itself (its environment
-// credential): that is the library's design, documented in the README's Authentication section.
+// credential): that is the library's design, noted in the README's Settings section.
 package app
 
 import (
@@ -63,6 +63,9 @@ type Config struct {
 	TWorkers   int
 	WWorkers   int
 	LogLevel   zerolog.Level
+
+	TelemetryInterval  time.Duration // 0 = no samples
+	TelemetryRetention time.Duration // 0 = keep
 }
 
 // SettingError names the setting that is wrong; the CLI prints it as the one-line reason for exit 2.
@@ -108,6 +111,8 @@ var Settings = []Setting{
 	{"DVBULK_TRANSFORM_WORKERS", strconv.Itoa(pipeline.DefaultTransformWorkers), "concurrent enrichment calls per chunk; ENRICHMENT_CONCURRENCY caps all chunks of an instance together, so match it and one chunk alone can fill it"},
 	{"DVBULK_WRITE_WORKERS", strconv.Itoa(pipeline.DefaultWriteWorkers), "concurrent write requests per chunk"},
 	{"DVBULK_LOG_LEVEL", "info", "trace, debug, info, warn or error"},
+	{"DVBULK_TELEMETRY_INTERVAL", "5s", "how often each instance writes a telemetry sample of the runs it works on (1s-5m; 0 = none: no live rate, ETA or charts)"},
+	{"DVBULK_TELEMETRY_RETENTION", "720h", "the timer deletes the telemetry of runs finished longer ago than this (their report.html and summary stay); 0 = keep"},
 }
 
 // Load reads and validates the settings. needDataverse lets subcommands that only read checkpoints
@@ -180,17 +185,28 @@ func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 		name     string
 		dst      *time.Duration
 		min, max time.Duration
+		zeroOff  bool // 0 switches the feature off
 	}{
-		{"ENRICHMENT_TIMEOUT", &c.EnrichTimeout, time.Second, 10 * time.Minute},
-		{"DVBULK_REQUEST_TIMEOUT", &c.RequestTimeout, time.Second, 10 * time.Minute},
-		{"DVBULK_LEASE", &c.Lease, 2 * time.Second, 10 * time.Minute},
-		{"DVBULK_STALE_AFTER", &c.StaleAfter, time.Second, 7 * 24 * time.Hour},
-		{"DVBULK_FLUSH_INTERVAL", &c.Flush, 10 * time.Millisecond, time.Minute},
+		{"ENRICHMENT_TIMEOUT", &c.EnrichTimeout, time.Second, 10 * time.Minute, false},
+		{"DVBULK_REQUEST_TIMEOUT", &c.RequestTimeout, time.Second, 10 * time.Minute, false},
+		{"DVBULK_LEASE", &c.Lease, 2 * time.Second, 10 * time.Minute, false},
+		{"DVBULK_STALE_AFTER", &c.StaleAfter, time.Second, 7 * 24 * time.Hour, false},
+		{"DVBULK_FLUSH_INTERVAL", &c.Flush, 10 * time.Millisecond, time.Minute, false},
+		{"DVBULK_TELEMETRY_INTERVAL", &c.TelemetryInterval, time.Second, 5 * time.Minute, true},
+		{"DVBULK_TELEMETRY_RETENTION", &c.TelemetryRetention, time.Hour, 10 * 365 * 24 * time.Hour, true},
 	}
 	for _, s := range durations {
 		v, err := time.ParseDuration(get(s.name))
-		if err != nil || v < s.min || v > s.max {
-			return nil, fail(s.name, "must be a duration from %s to %s such as 30s, got %q", s.min, s.max, get(s.name))
+		switch {
+		case s.zeroOff && (get(s.name) == "0" || err == nil && v == 0):
+			*s.dst = 0
+			continue
+		case err != nil || v < s.min || v > s.max:
+			off := ""
+			if s.zeroOff {
+				off = "0 (off) or "
+			}
+			return nil, fail(s.name, "must be %sa duration from %s to %s such as 30s, got %q", off, s.min, s.max, get(s.name))
 		}
 		*s.dst = v
 	}

@@ -92,6 +92,7 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 	stats.ProcessingMilli = e.now().Sub(started).Milliseconds()
 	r.lease.Update(func(c *Chunk) { c.Stats.add(stats) })
 	pending, records := r.pending()
+	e.observer().ChunkDone(m.Run, m.Seq, records, e.now().Sub(started))
 
 	switch {
 	case r.lease.Lost() || errors.Is(perr, pipeline.ErrLostOwnership):
@@ -103,6 +104,7 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 			return res, err
 		}
 		res.logf("chunk %d of %s done: %d records", m.Seq, m.Run, records)
+		r.logDone()
 		return res, e.finishChunk(ctx, r.settled())
 	case atDeadline && lastRetry == "":
 		// Stopped for the invocation deadline or a shutdown: checkpoint, release and continue in a new
@@ -285,6 +287,9 @@ func (r *chunkRun) apply(index map[string]*Record, ev pipeline.Event) {
 			}
 		}
 	})
+	if ev.Kind == pipeline.EventDone {
+		r.e.observer().Outcome(r.man.Run, string(ev.Outcome))
+	}
 }
 
 func (r *chunkRun) pipelineConfig() (pipeline.Config, error) {

@@ -149,6 +149,7 @@ func (e *Engine) tryComplete(ctx context.Context, run string) error {
 	} else if err == nil {
 		e.Log.Info().Str("run", run).Int("records", sum.Records).Interface("outcomes", sum.Outcomes).
 			Float64("seconds", sum.DurationSeconds).Msg("run complete")
+		defer e.completed(ctx, run) // after the manifest says done, so the report shows the final state
 	}
 	if _, err := modify(ctx, e.Store, manifestName(run), func(m *Manifest) (*Manifest, error) {
 		if m.State == RunDone {

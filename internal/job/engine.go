@@ -86,7 +86,11 @@ type Engine struct {
 	Log      zerolog.Logger
 	Opt      Options
 	Now      func() time.Time
-	Jobs     *Catalog // the jobs a start message may name; nil = the built-in ones
+	// Observer, when set, is told about records, chunks and planning steps (telemetry).
+	Observer Observer
+	// OnComplete, when set, runs after this worker wrote a run's summary (the run report).
+	OnComplete func(ctx context.Context, run string) error
+	Jobs       *Catalog // the jobs a start message may name; nil = the built-in ones
 
 	ignored sync.Map // property names of chunk and plan messages already logged as ignored
 }

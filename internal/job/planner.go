@@ -139,8 +139,8 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 		return e.planRerun(ctx, man)
 	}
 	spec := man.Spec
-	// Pages hold whole chunks, so chunks are full-sized except the very last.
-	pageSize := max(spec.ChunkSize, spec.PageSize/spec.ChunkSize*spec.ChunkSize)
+	pageSize := spec.PlanPageSize()
+	e.observer().Touch(run)
 	q := dataverse.Query{Table: dvTable(spec), Select: spec.SelectColumns(), Filter: spec.Filter,
 		OrderBy: spec.Table.Key + " asc", PageSize: pageSize}
 	records, done := 0, false
