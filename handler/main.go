@@ -108,7 +108,7 @@ func serveHandler(ctx context.Context, getenv func(string) string, stdout, stder
 		return 1
 	}
 	log = log.With().Str("instance", eng.Instance).Logger() // invocation loggers derive from it
-	log.Info().Str("job", cfg.Job.Name).Str("store", kind).Dur("function_timeout", hs.FunctionTimeout).
+	log.Info().Str("job", cfg.Job.Name).Strs("jobs", cfg.Jobs.Names()).Str("jobs_dir", cfg.JobsDir).Str("store", kind).Dur("function_timeout", hs.FunctionTimeout).
 		Int("max_dequeue", hs.MaxDequeueCount).Msg("custom handler ready")
 	stopTelemetry := app.RunTelemetry(ctx, eng)
 	defer stopTelemetry()

@@ -48,7 +48,7 @@ func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger) (*job.Engin
 		en, enc = c, c
 	}
 	e := &job.Engine{
-		Store: st, DV: dv, Enricher: en, Log: log,
+		Store: st, DV: dv, Enricher: en, Log: log, Jobs: cfg.Jobs,
 		Instance: instance,
 		Opt: job.Options{Lease: cfg.Lease, FlushInterval: cfg.Flush, StaleAfter: cfg.StaleAfter, PlanPages: cfg.PlanPages,
 			// TransformBatch is left to the enrichment client's records per request now (learned).

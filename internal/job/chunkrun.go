@@ -157,7 +157,7 @@ func (r *chunkRun) settled() *Chunk {
 func (r *chunkRun) lostOwnership(ctx context.Context, m *Message, res *Result) (Result, error) {
 	ch, _, err := load[Chunk](context.WithoutCancel(ctx), r.e.Store, r.name)
 	if err != nil {
-		return *res, fmt.Errorf("%w: chunk %d: re-read after losing the lease: %v", ErrTransient, m.Seq, err)
+		return *res, fmt.Errorf("%w: chunk %d: re-read after losing the lease: %w", ErrTransient, m.Seq, err)
 	}
 	switch {
 	case ch.State != ChunkPending:
@@ -215,7 +215,7 @@ func (r *chunkRun) refreshResumed(ctx context.Context) error {
 	spec := r.man.Spec
 	rows, err := r.e.DV.GetByIDs(ctx, dvTable(spec), ids, spec.SelectColumns())
 	if err != nil {
-		return fmt.Errorf("%w: re-read resumed records: %v", ErrTransient, err)
+		return fmt.Errorf("%w: re-read resumed records: %w", ErrTransient, err)
 	}
 	fresh := map[string]Record{}
 	for _, row := range rows {
@@ -366,7 +366,7 @@ func (r *chunkRun) finish(ctx context.Context, state ChunkState, reason string) 
 		}
 	})
 	if err != nil && !errors.Is(err, checkpoint.ErrConflict) {
-		return fmt.Errorf("%w: write final chunk checkpoint: %v", ErrTransient, err)
+		return fmt.Errorf("%w: write final chunk checkpoint: %w", ErrTransient, err)
 	}
 	return err
 }
