@@ -23,6 +23,7 @@ var localDifferences = map[string]string{
 	"DATAVERSE_AUTH":      "none",                         // the simulator takes no token
 	"ENRICHMENT_URL":      "http://127.0.0.1:5556/enrich", // dvbulk simulate --enrichment-port 5556
 	"AzureWebJobsStorage": "UseDevelopmentStorage=true",   // Azurite
+	"DVBULK_JOBS_DIR":     "handler/jobs",                 // func start runs from the repository root; the package ships it as jobs/
 }
 
 // TestLocalSettingsMatchDefaults keeps local.settings.json and the settings table in step.

@@ -36,9 +36,8 @@ func (w *writer) bulk(ctx context.Context, ps []prep) {
 			w.failAll(plain, err)
 			return
 		}
-		// A probe the user may not be allowed to run (sdkmessagefilters read privilege) must not
-		// stop the job: $batch works everywhere.
-		w.c.log.Warn().Err(err).Str("table", w.t.LogicalName).Msg("dataverse UpdateMultiple probe failed; using $batch")
+		// A refused probe (the role lacks prvReadSdkMessage) must not stop the job: $batch works
+		// everywhere. SupportsUpdateMultiple has cached the refusal and warned once.
 		ok = false
 	}
 	if !ok {
@@ -176,6 +175,7 @@ func (c *Client) updateMultiple(ctx context.Context, t Table, ps []prep, hdr htt
 		header:      hdr.Clone(),
 		body:        b.Bytes(),
 		contentType: "application/json; charset=utf-8",
+		bisected:    true,
 	})
 	if err != nil {
 		return err
@@ -191,16 +191,40 @@ func (c *Client) updateMultiple(ctx context.Context, t Table, ps []prep, hdr htt
 
 // SupportsUpdateMultiple asks sdkmessagefilters whether the table has UpdateMultiple, as the
 // bulk-operations docs recommend, and caches the answer per table for the client's lifetime.
+// Concurrent callers share one probe. A probe the server refuses (a role without
+// prvReadSdkMessage gets 403) is cached too, as "not supported", and warned about once: the
+// refusal is returned to the caller whose call sent the probe, later calls get false and no
+// error. A transient failure (ErrUnavailable) or a cancelled ctx is not cached.
 func (c *Client) SupportsUpdateMultiple(ctx context.Context, t Table) (bool, error) {
 	if err := t.validate(); err != nil {
 		return false, err
 	}
-	c.bulkMu.Lock()
-	ok, known := c.bulkSupport[t.LogicalName]
-	c.bulkMu.Unlock()
-	if known {
+	if ok, known := c.bulkKnown(t); known {
 		return ok, nil
 	}
+	ch := c.probes.DoChan(t.LogicalName, func() (any, error) {
+		if ok, known := c.bulkKnown(t); known {
+			return ok, nil
+		}
+		// The probe belongs to every waiter, so no single caller's cancellation ends it; its own
+		// attempts are bounded by the request timeout and the retry budget.
+		return c.probeUpdateMultiple(context.WithoutCancel(ctx), t)
+	})
+	select {
+	case <-ctx.Done():
+		return false, fmt.Errorf("dataverse: probe UpdateMultiple for %s: %w", t.LogicalName, ctx.Err())
+	case r := <-ch:
+		ok, _ := r.Val.(bool)
+		if r.Err != nil && r.Shared {
+			if cached, known := c.bulkKnown(t); known {
+				return cached, nil // the refusal was reported to the caller that sent the probe
+			}
+		}
+		return ok, r.Err
+	}
+}
+
+func (c *Client) probeUpdateMultiple(ctx context.Context, t Table) (bool, error) {
 	p, err := c.QueryPage(ctx, Query{
 		Table:    Table{EntitySet: "sdkmessagefilters", LogicalName: "sdkmessagefilter", Key: "sdkmessagefilterid"},
 		Select:   []string{"sdkmessagefilterid"},
@@ -208,11 +232,27 @@ func (c *Client) SupportsUpdateMultiple(ctx context.Context, t Table) (bool, err
 		PageSize: 1,
 	}, "")
 	if err != nil {
-		return false, fmt.Errorf("dataverse: probe UpdateMultiple for %s: %w", t.LogicalName, err)
+		err = fmt.Errorf("dataverse: probe UpdateMultiple for %s: %w", t.LogicalName, err)
+		if errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return false, err
+		}
+		// Refused (403 without prvReadSdkMessage) or otherwise answered: asking again gives the
+		// same answer, so this process uses $batch for the table and says so once.
+		c.log.Warn().Err(err).Str("table", t.LogicalName).
+			Msg("dataverse UpdateMultiple probe refused; using $batch for this table until the process restarts (grant prvReadSdkMessage to use UpdateMultiple)")
+		c.setBulkSupport(t, false)
+		return false, err
 	}
-	ok = len(p.Records) > 0
+	ok := len(p.Records) > 0
 	c.setBulkSupport(t, ok)
 	return ok, nil
+}
+
+func (c *Client) bulkKnown(t Table) (ok, known bool) {
+	c.bulkMu.Lock()
+	defer c.bulkMu.Unlock()
+	ok, known = c.bulkSupport[t.LogicalName]
+	return ok, known
 }
 
 func (c *Client) setBulkSupport(t Table, ok bool) {

@@ -59,6 +59,8 @@ type Stats struct {
 	UnknownIDs       int64 // results for ids we did not send (ignored)
 	DuplicateResults int64 // further results for an id already answered (ignored; the first wins)
 	PeakInFlight     int64 // most requests in flight at once
+	InFlight         int64 // requests in flight now
+	Concurrency      int   // the configured ceiling on requests in flight
 }
 
 type stats struct {
@@ -158,6 +160,8 @@ func (c *Client) Stats() Stats {
 		UnknownIDs:       s.unknown.Load(),
 		DuplicateResults: s.duplicates.Load(),
 		PeakInFlight:     s.peak.Load(),
+		InFlight:         s.inFlight.Load(),
+		Concurrency:      c.cfg.Concurrency,
 	}
 }
 

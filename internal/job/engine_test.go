@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/dataverse"
 	"dvbulk/internal/enrich"
 	"dvbulk/internal/pipeline"
 )
@@ -172,8 +173,8 @@ func TestRefiredOccurrenceTakesOverARunKilledMidPlanning(t *testing.T) {
 	ctx := context.Background()
 	spec := smallSpec(t)
 	dv.failPages.Store(1)
-	if _, err := e.Start(ctx, spec, StartOptions{Run: "nightly-enrichment-a", Trigger: "timer"}); err == nil {
-		t.Fatal("first start succeeded although its page read failed")
+	if _, err := e.Start(ctx, spec, StartOptions{Run: "nightly-enrichment-a", Trigger: "timer"}); !errors.Is(err, ErrTransient) || !errors.Is(err, dataverse.ErrUnavailable) {
+		t.Fatalf("first start whose page read failed: %v, want a transient failure wrapping dataverse.ErrUnavailable", err)
 	}
 	res, err := e.Start(ctx, spec, StartOptions{Run: "nightly-enrichment-a", Trigger: "timer"})
 	if err != nil || len(res.Enqueue) != 0 {
@@ -570,7 +571,7 @@ func TestWipedStoreFailsClosedAndNextRunStartsAfresh(t *testing.T) {
 	}
 	st.wipe()
 	for _, m := range first.Enqueue {
-		if _, err := e.Handle(ctx, []byte(m), Delivery{DequeueCount: 1}); !errors.Is(err, ErrTransient) {
+		if _, err := e.Handle(ctx, []byte(m), Delivery{DequeueCount: 1}); !errors.Is(err, ErrTransient) || !errors.Is(err, checkpoint.ErrStoreMissing) {
 			t.Errorf("message of the wiped run: %v, want a transient failure (fail closed)", err)
 		}
 	}
