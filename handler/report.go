@@ -11,8 +11,8 @@ import (
 	"dvbulk/internal/report"
 )
 
-// writeReport renders a run summary for people (run, status and demo print it). maxFailures bounds the failure lines printed (the
-// JSON form always has them all).
+// writeReport renders a run summary for people (run, status and demo print it). maxFailures bounds
+// the failure lines printed (the JSON form always has them all).
 func writeReport(w io.Writer, s *job.Summary, maxFailures int) {
 	kind := "run"
 	if s.DryRun {

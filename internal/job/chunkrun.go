@@ -180,7 +180,7 @@ func (r *chunkRun) transientFailure(ctx context.Context, m *Message, d Delivery,
 	pending, _ := r.pending()
 	if d.DequeueCount >= e.Opt.MaxDequeue {
 		if err := r.finish(ctx, ChunkDeadLettered, reason); errors.Is(err, checkpoint.ErrConflict) {
-			return res, nil
+			return r.lostOwnership(ctx, m, &res) // taken over: the new owner has its own message
 		} else if err != nil {
 			return res, err
 		}
