@@ -22,8 +22,8 @@ func freshLine(fresh int, full bool, enrich bool) string {
 	return fmt.Sprintf("fresh       %d records whose inputs did not change: not recomputed", fresh)
 }
 
-// writeReport renders a run summary for people (run, status and demo print it). maxFailures bounds the failure lines printed (the
-// JSON form always has them all).
+// writeReport renders a run summary for people (run, status and demo print it). maxFailures bounds
+// the failure lines printed (the JSON form always has them all).
 func writeReport(w io.Writer, s *job.Summary, maxFailures int) {
 	kind := "run"
 	if s.DryRun {

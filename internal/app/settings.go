@@ -40,6 +40,7 @@ type Config struct {
 	EnrichmentHeader string
 	EnrichBatch      int
 	EnrichConc       int
+	EnrichAdaptive   bool
 	EnrichRPS        float64
 	EnrichTimeout    time.Duration
 
@@ -90,8 +91,9 @@ var Settings = []Setting{
 	{"ENRICHMENT_URL", "", "required by enrich jobs; https unless loopback"},
 	{"ENRICHMENT_API_KEY", "", "optional; sent in the ENRICHMENT_API_KEY_HEADER header; never logged"},
 	{"ENRICHMENT_API_KEY_HEADER", enrich.DefaultAPIKeyHeader, "header that carries the enrichment API key"},
-	{"ENRICHMENT_BATCH_SIZE", strconv.Itoa(enrich.DefaultBatchSize), "records per enrichment request (1-1000)"},
-	{"ENRICHMENT_CONCURRENCY", strconv.Itoa(enrich.DefaultConcurrency), "concurrent enrichment requests per instance (1-256)"},
+	{"ENRICHMENT_BATCH_SIZE", strconv.Itoa(enrich.DefaultBatchSize), "most records per enrichment request (1-1000); a 400/413 on several is retried in halves and a smaller size the service takes is learned"},
+	{"ENRICHMENT_CONCURRENCY", strconv.Itoa(enrich.DefaultConcurrency), "ceiling of concurrent enrichment requests per instance (1-256); below it the limit adapts to the service's latency and 429s"},
+	{"ENRICHMENT_ADAPTIVE", "true", "false: always ENRICHMENT_CONCURRENCY requests at once (a fixed concurrency) instead of adapting up to it"},
 	{"ENRICHMENT_RPS", "0", "enrichment requests per second per instance; 0 = no limit"},
 	{"ENRICHMENT_TIMEOUT", duration(enrich.DefaultTimeout), "timeout of one enrichment request"},
 	{"AzureWebJobsStorage", "", "storage connection for checkpoints; UseDevelopmentStorage=true means Azurite"},
@@ -113,7 +115,7 @@ var Settings = []Setting{
 	{"DVBULK_STALE_AFTER", duration(job.DefaultStaleAfter), "a run without progress for this long is taken over by the next timer tick"},
 	{"DVBULK_FLUSH_INTERVAL", duration(job.DefaultFlushInterval), "how often a running chunk writes its checkpoint"},
 	{"DVBULK_PLAN_PAGES", strconv.Itoa(job.DefaultPlanPages), "pages of 5,000 records planned per plan message; a step's chunks are queued only when it returns, so small steps start chunks sooner"},
-	{"DVBULK_TRANSFORM_WORKERS", strconv.Itoa(pipeline.DefaultTransformWorkers), "concurrent enrichment calls per chunk; ENRICHMENT_CONCURRENCY caps all chunks of an instance together, so match it and one chunk alone can fill it"},
+	{"DVBULK_TRANSFORM_WORKERS", "0", "concurrent enrichment call groups per chunk; 0 = ENRICHMENT_CONCURRENCY, so one chunk alone can fill the instance (the instance's limit still caps all its chunks together)"},
 	{"DVBULK_WRITE_WORKERS", strconv.Itoa(pipeline.DefaultWriteWorkers), "concurrent write requests per chunk"},
 	{"DVBULK_LOG_LEVEL", "info", "trace, debug, info, warn or error"},
 	{"DVBULK_TELEMETRY_INTERVAL", "5s", "how often each instance writes a telemetry sample of the runs it works on (1s-5m; 0 = none: no live rate, ETA or charts)"},
@@ -176,7 +178,7 @@ func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 		{"DVBULK_DATAVERSE_CONCURRENCY", &c.DVConcurrency, 1, 1000},
 		{"DVBULK_MAX_RETRIES", &c.MaxRetries, 0, 50},
 		{"DVBULK_PLAN_PAGES", &c.PlanPages, 1, 1000},
-		{"DVBULK_TRANSFORM_WORKERS", &c.TWorkers, 1, 256},
+		{"DVBULK_TRANSFORM_WORKERS", &c.TWorkers, 0, 256},
 		{"DVBULK_WRITE_WORKERS", &c.WWorkers, 1, 256},
 	}
 	for _, s := range ints {
@@ -226,7 +228,7 @@ func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 	bools := []struct {
 		name string
 		dst  *bool
-	}{{"DVBULK_DRY_RUN", &c.DryRun}, {"DVBULK_AFFINITY_COOKIE", &c.AffinityCookie}}
+	}{{"DVBULK_DRY_RUN", &c.DryRun}, {"DVBULK_AFFINITY_COOKIE", &c.AffinityCookie}, {"ENRICHMENT_ADAPTIVE", &c.EnrichAdaptive}}
 	for _, s := range bools {
 		v, err := strconv.ParseBool(get(s.name))
 		if err != nil {

@@ -63,7 +63,7 @@ func gauges(dv *dataverse.Client, en *enrich.Client) func() telemetry.Gauges {
 		}
 		if en != nil {
 			s := en.Stats()
-			g.EnRequests, g.EnThrottled, g.EnInFlight, g.EnLimit = s.Requests, s.Throttled, int(s.InFlight), s.Concurrency
+			g.EnRequests, g.EnThrottled, g.EnInFlight, g.EnLimit = s.Requests, s.Throttled, int(s.InFlight), s.Limit // adapted, like DVLimit
 		}
 		return g
 	}
@@ -82,6 +82,7 @@ func (c *Config) ReportSettings() map[string]string {
 		"DVBULK_MAX_RETRIES":           strconv.Itoa(c.MaxRetries),
 		"ENRICHMENT_BATCH_SIZE":        strconv.Itoa(c.EnrichBatch),
 		"ENRICHMENT_CONCURRENCY":       strconv.Itoa(c.EnrichConc),
+		"ENRICHMENT_ADAPTIVE":          strconv.FormatBool(c.EnrichAdaptive),
 		"ENRICHMENT_RPS":               fmt.Sprint(c.EnrichRPS),
 		"ENRICHMENT_TIMEOUT":           d(c.EnrichTimeout),
 		"DVBULK_CHECKPOINT_STORE":      c.StoreKind,

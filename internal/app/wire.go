@@ -41,7 +41,8 @@ func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger) (*job.Engin
 	var enc *enrich.Client
 	if cfg.EnrichmentURL != "" {
 		c, err := enrich.New(enrich.Config{URL: cfg.EnrichmentURL, APIKey: cfg.EnrichmentKey, APIKeyHeader: cfg.EnrichmentHeader,
-			BatchSize: cfg.EnrichBatch, Concurrency: cfg.EnrichConc, RPS: cfg.EnrichRPS, Timeout: cfg.EnrichTimeout, Logger: log})
+			BatchSize: cfg.EnrichBatch, Concurrency: cfg.EnrichConc, FixedConcurrency: !cfg.EnrichAdaptive, RPS: cfg.EnrichRPS,
+			Timeout: cfg.EnrichTimeout, Logger: log})
 		if err != nil {
 			return nil, nil, &SettingError{Name: "ENRICHMENT_URL", Problem: err.Error()}
 		}
@@ -51,8 +52,8 @@ func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger) (*job.Engin
 		Store: st, DV: dv, Enricher: en, Log: log, Jobs: cfg.Jobs,
 		Instance: instance,
 		Opt: job.Options{Lease: cfg.Lease, FlushInterval: cfg.Flush, StaleAfter: cfg.StaleAfter, PlanPages: cfg.PlanPages,
-			ChunkSize: cfg.ChunkSize, DryRun: cfg.DryRun, TransformBatch: cfg.EnrichBatch,
-			TransformWorkers: cfg.TWorkers, WriteWorkers: cfg.WWorkers,
+			// TransformBatch is left to the enrichment client's records per request now (learned).
+			ChunkSize: cfg.ChunkSize, DryRun: cfg.DryRun, TransformWorkers: cfg.TWorkers, WriteWorkers: cfg.WWorkers,
 			Rules: ledger.Rules{RefreshAfter: cfg.RefreshAfter, NoMatchRetryAfter: cfg.NoMatchRetry}},
 	}
 	e.Init()

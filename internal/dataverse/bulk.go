@@ -190,11 +190,12 @@ func (c *Client) updateMultiple(ctx context.Context, t Table, ps []prep, hdr htt
 }
 
 // SupportsUpdateMultiple asks sdkmessagefilters whether the table has UpdateMultiple, as the
-// bulk-operations docs recommend, and caches the answer per table for the client's lifetime.
-// Concurrent callers share one probe. A probe the server refuses (a role without
-// prvReadSdkMessage gets 403) is cached too, as "not supported", and warned about once: the
-// refusal is returned to the caller whose call sent the probe, later calls get false and no
-// error. A transient failure (ErrUnavailable) or a cancelled ctx is not cached.
+// bulk-operations docs recommend, and caches the answer per table for the client's lifetime. A probe
+// the server refuses (a role without prvReadSdkMessage gets 403) is cached too, as "not supported",
+// and warned about once: the refusal is returned to the callers whose probes met it, later calls get
+// false and no error. A transient failure (ErrUnavailable) or a cancelled ctx is not cached. Callers
+// that ask at the same time before any answer each probe (as each would retry a transient failure on
+// its own budget); once an answer is cached nobody probes again.
 func (c *Client) SupportsUpdateMultiple(ctx context.Context, t Table) (bool, error) {
 	if err := t.validate(); err != nil {
 		return false, err
@@ -202,26 +203,7 @@ func (c *Client) SupportsUpdateMultiple(ctx context.Context, t Table) (bool, err
 	if ok, known := c.bulkKnown(t); known {
 		return ok, nil
 	}
-	ch := c.probes.DoChan(t.LogicalName, func() (any, error) {
-		if ok, known := c.bulkKnown(t); known {
-			return ok, nil
-		}
-		// The probe belongs to every waiter, so no single caller's cancellation ends it; its own
-		// attempts are bounded by the request timeout and the retry budget.
-		return c.probeUpdateMultiple(context.WithoutCancel(ctx), t)
-	})
-	select {
-	case <-ctx.Done():
-		return false, fmt.Errorf("dataverse: probe UpdateMultiple for %s: %w", t.LogicalName, ctx.Err())
-	case r := <-ch:
-		ok, _ := r.Val.(bool)
-		if r.Err != nil && r.Shared {
-			if cached, known := c.bulkKnown(t); known {
-				return cached, nil // the refusal was reported to the caller that sent the probe
-			}
-		}
-		return ok, r.Err
-	}
+	return c.probeUpdateMultiple(ctx, t)
 }
 
 func (c *Client) probeUpdateMultiple(ctx context.Context, t Table) (bool, error) {
@@ -238,14 +220,27 @@ func (c *Client) probeUpdateMultiple(ctx context.Context, t Table) (bool, error)
 		}
 		// Refused (403 without prvReadSdkMessage) or otherwise answered: asking again gives the
 		// same answer, so this process uses $batch for the table and says so once.
-		c.log.Warn().Err(err).Str("table", t.LogicalName).
-			Msg("dataverse UpdateMultiple probe refused; using $batch for this table until the process restarts (grant prvReadSdkMessage to use UpdateMultiple)")
-		c.setBulkSupport(t, false)
+		if c.refuseBulk(t) {
+			c.log.Warn().Err(err).Str("table", t.LogicalName).
+				Msg("dataverse UpdateMultiple probe refused; using $batch for this table until the process restarts (grant prvReadSdkMessage to use UpdateMultiple)")
+		}
 		return false, err
 	}
 	ok := len(p.Records) > 0
 	c.setBulkSupport(t, ok)
 	return ok, nil
+}
+
+// refuseBulk caches a refused probe as "not supported"; it reports whether this call cached it (the
+// first refusal), so the warning is logged once.
+func (c *Client) refuseBulk(t Table) bool {
+	c.bulkMu.Lock()
+	defer c.bulkMu.Unlock()
+	if _, known := c.bulkSupport[t.LogicalName]; known {
+		return false
+	}
+	c.bulkSupport[t.LogicalName] = false
+	return true
 }
 
 func (c *Client) bulkKnown(t Table) (ok, known bool) {

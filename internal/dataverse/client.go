@@ -27,7 +27,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/singleflight"
 )
 
 // Config configures a Client. Zero values take the documented defaults.
@@ -94,8 +93,7 @@ type Client struct {
 
 	batchLimit  atomic.Int64 // largest batch the server accepted recently; 0 = unknown
 	bulkMu      sync.Mutex
-	bulkSupport map[string]bool    // logical name -> UpdateMultiple available
-	probes      singleflight.Group // one UpdateMultiple probe per table at a time
+	bulkSupport map[string]bool // logical name -> UpdateMultiple available
 
 	newBoundary func(prefix string) string
 }

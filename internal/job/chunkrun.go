@@ -180,7 +180,7 @@ func (r *chunkRun) transientFailure(ctx context.Context, m *Message, d Delivery,
 	pending, _ := r.pending()
 	if d.DequeueCount >= e.Opt.MaxDequeue {
 		if err := r.finish(ctx, ChunkDeadLettered, reason); errors.Is(err, checkpoint.ErrConflict) {
-			return res, nil
+			return r.lostOwnership(ctx, m, &res) // taken over: the new owner has its own message
 		} else if err != nil {
 			return res, err
 		}
@@ -315,6 +315,7 @@ func (r *chunkRun) pipelineConfig() (pipeline.Config, error) {
 			return cfg, fmt.Errorf("job %s: enrichment is not configured (ENRICHMENT_URL)", spec.Name)
 		}
 		cfg.Transformer = &enrichTransform{client: e.Enricher, input: spec.Input}
+		cfg.TransformBatch, cfg.TransformWorkers = enrichSizing(e.Enricher, cfg.TransformBatch, cfg.TransformWorkers)
 	case KindRecalculate:
 		prog, err := spec.Compile()
 		if err != nil {

@@ -47,8 +47,11 @@ type Options struct {
 	// NoChangeTracking pages the table even where it tracks changes.
 	NoChangeTracking bool
 
-	TransformBatch   int // records per enrichment call group (default: the enrich adapter's batch size)
-	TransformWorkers int // concurrent transform groups per chunk
+	// TransformBatch and TransformWorkers size an enrich chunk's transform stage: records per
+	// call group and groups at once. Zero derives both from the enricher's limits (its records
+	// per request now, its concurrency ceiling), so that one chunk can fill the instance.
+	TransformBatch   int
+	TransformWorkers int
 	WriteWorkers     int // concurrent write requests per chunk
 }
 

@@ -84,8 +84,14 @@ func (r *Recorder) state(run string) *runState {
 	}
 	rs := r.runs[run]
 	if rs == nil {
-		rs = &runState{done: map[string]int64{}, base: r.gauges(), doc: &Doc{V: 1, Run: run, Instance: r.Instance,
+		g := r.gauges()
+		rs = &runState{done: map[string]int64{}, base: g, doc: &Doc{V: 1, Run: run, Instance: r.Instance,
 			Interval: r.interval().Seconds(), Settings: r.Settings}}
+		// The first sample is the moment this instance met the run, with nothing done yet: with the
+		// next flush every instance's series spans its work, however short (a run that finishes
+		// inside one interval still has a rate and charts).
+		rs.doc.add(Sample{T: r.now().UnixMilli(), Done: map[string]int64{}, DVInFlight: g.DVInFlight,
+			DVLimit: g.DVLimit, DVHint: g.DVHint, EnInFlight: g.EnInFlight, EnLimit: g.EnLimit})
 		r.runs[run] = rs
 	}
 	rs.touched = r.now()

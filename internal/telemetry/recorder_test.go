@@ -106,8 +106,15 @@ func TestRecorderForgetsAnIdleRunAndContinuesItsCounters(t *testing.T) {
 	if got := docs[0].Last().Done["updated"]; got != 3 {
 		t.Fatalf("updated %d after a forget and a restart, want 3", got)
 	}
-	if len(docs[0].Samples) != 3 {
-		t.Fatalf("%d samples, want 3 (none lost)", len(docs[0].Samples))
+	// The start sample of the first meeting, then one per flush; meeting the run again continues the
+	// stored series instead of starting a second one at zero.
+	if len(docs[0].Samples) != 4 {
+		t.Fatalf("%d samples, want 4 (none lost)", len(docs[0].Samples))
+	}
+	for i, s := range docs[0].Samples[1:] {
+		if s.Records() < docs[0].Samples[i].Records() {
+			t.Fatalf("sample %d goes back from %d to %d records", i+1, docs[0].Samples[i].Records(), s.Records())
+		}
 	}
 }
 
@@ -171,5 +178,28 @@ func TestRecorderRunStopsAndWritesALastSample(t *testing.T) {
 	docs, err := Read(context.Background(), st, "run-a")
 	if err != nil || len(docs) != 1 || docs[0].Last().Done["updated"] != 1 {
 		t.Fatalf("no last sample written at stop: %v %v", docs, err)
+	}
+}
+
+// TestAShortRunHasASeries: a run that finishes inside one sampling interval still has a series with a
+// start (nothing done) and an end, so the report can draw its rate (the report's charts need two
+// samples; the browser test once met a run with only one).
+func TestAShortRunHasASeries(t *testing.T) {
+	ctx := context.Background()
+	st := checkpoint.NewMem()
+	c := testutil.NewClock(t0)
+	r := newRecorder(st, "host-1", c, &fakeGauges{})
+	r.Outcome("run-a", "updated")
+	c.Add(300 * time.Millisecond)
+	if err := r.Flush(ctx, "run-a"); err != nil {
+		t.Fatal(err)
+	}
+	docs, err := Read(ctx, st, "run-a")
+	if err != nil || len(docs) != 1 {
+		t.Fatalf("read: %v, %d docs", err, len(docs))
+	}
+	s := docs[0].Samples
+	if len(s) != 2 || s[0].Records() != 0 || s[1].Records() != 1 || !s[1].Time().After(s[0].Time()) {
+		t.Fatalf("samples %+v, want a start with 0 records and an end with 1", s)
 	}
 }
