@@ -106,7 +106,7 @@ func Nightly(ctx context.Context, p Profile, k Knobs, changeFraction float64, di
 
 // WriteNightly prints Nightly's figures.
 func WriteNightly(w io.Writer, p Profile, rs []NightlyResult) {
-	fmt.Fprintf(w, "\n== nightly: %d active accounts enriched the night before, then %.0f%% renamed (profile %s)\n", p.Active, 100*float64(rs[0].Changed)/float64(p.Active), p.Name)
+	fmt.Fprintf(w, "\n== nightly: %d active accounts enriched on earlier nights, then %.0f%% renamed (profile %s)\n", p.Active, 100*float64(rs[0].Changed)/float64(p.Active), p.Name)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "run\tchange tracking\tenrichment records\tenrichment requests\tDV requests\twrites\tfresh\twall\t")
 	for _, r := range rs {
