@@ -10,6 +10,7 @@ type counters struct {
 	mu         sync.Mutex
 	byKind     map[string]int64
 	throttled  map[string]int64
+	penalty    map[string]int64 // user -> requests arriving inside a running penalty
 	requests   atomic.Int64
 	writes     atomic.Int64
 	creates    atomic.Int64
@@ -39,6 +40,16 @@ func (c *counters) throttle(code string) {
 	c.mu.Unlock()
 }
 
+// intoPenalty counts a request that arrived inside a running penalty of its user on its server.
+func (c *counters) intoPenalty(user string) {
+	c.mu.Lock()
+	if c.penalty == nil {
+		c.penalty = map[string]int64{}
+	}
+	c.penalty[user]++
+	c.mu.Unlock()
+}
+
 func (c *counters) wrote(id string) {
 	c.writes.Add(1)
 	v, _ := c.writesByID.LoadOrStore(id, new(atomic.Int64))
@@ -57,6 +68,13 @@ type Counters struct {
 	InFlight                 int64
 	ExecTime                 time.Duration // server time spent (scaled)
 	RequestsDuringRetryAfter int64
+	// RequestsIntoPenalty counts requests that arrived at a web server while their user's penalty
+	// there was running (as Dataverse applies it: per user per web server, whichever process or
+	// session sent them), excluding those that arrived before the 429 that started the penalty had
+	// reached its client. IntoPenaltyByUser splits it by user (the bearer token's hash, or
+	// "anonymous"). A Faults().Storm is not a user's penalty and counts here not at all.
+	RequestsIntoPenalty      int64
+	IntoPenaltyByUser        map[string]int64
 	Errors5xx, Dropped       int64
 	writesByID               *sync.Map
 }
@@ -85,6 +103,11 @@ func (s *Sim) Counters() Counters {
 	for k, v := range c.throttled {
 		out.Throttled[k] = v
 	}
+	out.IntoPenaltyByUser = map[string]int64{}
+	for k, v := range c.penalty {
+		out.IntoPenaltyByUser[k] = v
+		out.RequestsIntoPenalty += v
+	}
 	c.mu.Unlock()
 	for _, sv := range s.servers {
 		sv.mu.Lock()
@@ -100,7 +123,7 @@ func (s *Sim) Counters() Counters {
 func (s *Sim) ResetCounters() {
 	c := &s.c
 	c.mu.Lock()
-	c.byKind, c.throttled = nil, nil
+	c.byKind, c.throttled, c.penalty = nil, nil, nil
 	c.mu.Unlock()
 	for _, a := range []*atomic.Int64{&c.requests, &c.writes, &c.creates, &c.during, &c.errors5xx, &c.dropped, &c.execTotal} {
 		a.Store(0)
