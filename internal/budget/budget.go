@@ -69,8 +69,8 @@ const (
 // Stats counts the storage operations made for the shared state.
 type Stats struct {
 	Reads, Writes, Conflicts, Failures int64
-	Degraded                          bool
-	Instances                         int
+	Degraded                           bool
+	Instances                          int
 }
 
 // Shared is one instance's view of the cluster's budget. Run keeps it fresh; View and Throttled are

@@ -73,10 +73,10 @@ type Counters struct {
 	// session sent them), excluding those that arrived before the 429 that started the penalty had
 	// reached its client. IntoPenaltyByUser splits it by user (the bearer token's hash, or
 	// "anonymous"). A Faults().Storm is not a user's penalty and counts here not at all.
-	RequestsIntoPenalty      int64
-	IntoPenaltyByUser        map[string]int64
-	Errors5xx, Dropped       int64
-	writesByID               *sync.Map
+	RequestsIntoPenalty int64
+	IntoPenaltyByUser   map[string]int64
+	Errors5xx, Dropped  int64
+	writesByID          *sync.Map
 }
 
 // WritesByID is how many times a record was written.
