@@ -1,4 +1,12 @@
-package main
+// Package app is the one place that reads the app settings (environment variables) and host.json, and
+// the one place that builds the product from them: the Dataverse client, the enrichment client, the
+// checkpoint store and the job engine. The custom handler, the CLI, the bench and the demo all build
+// through it, so a new capability is wired once. Library packages get URLs, credentials and options
+// from here, never a getenv.
+//
+// azidentity's DefaultAzureCredential also reads AZURE_* variables itself (its environment
+// credential): that is the library's design, documented in the README's Authentication section.
+package app
 
 import (
 	"fmt"
@@ -10,11 +18,12 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"dvbulk/internal/dataverse"
 	"dvbulk/internal/job"
 )
 
-// config is every app setting, read in one place. Library packages get plain values from here.
-type config struct {
+// Config is every app setting, read and validated by Load. Library packages get plain values from here.
+type Config struct {
 	DataverseURL   string
 	DataverseAuth  string
 	DVConcurrency  int
@@ -30,7 +39,10 @@ type config struct {
 	EnrichRPS        float64
 	EnrichTimeout    time.Duration
 
-	Storage       string // AzureWebJobsStorage
+	Identity dataverse.Identity // AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET (DATAVERSE_AUTH)
+
+	Storage       Storage // AzureWebJobsStorage and its identity-based form
+	StoreKind     string  // DVBULK_CHECKPOINT_STORE: blob or dir
 	Container     string
 	CheckpointDir string
 
@@ -47,16 +59,17 @@ type config struct {
 	LogLevel   zerolog.Level
 }
 
-// settingError names the setting that is wrong; the CLI prints it as the one-line reason for exit 2.
-type settingError struct{ name, problem string }
+// SettingError names the setting that is wrong; the CLI prints it as the one-line reason for exit 2.
+type SettingError struct{ Name, Problem string }
 
-func (e *settingError) Error() string { return e.name + ": " + e.problem }
+func (e *SettingError) Error() string { return e.Name + ": " + e.Problem }
 
-// setting documents one app setting: its name, default and meaning (README's settings table and
-// local.settings.json are generated from the same list by a test).
-type setting struct{ Name, Default, Meaning string }
+// Setting documents one app setting: its name, default and meaning (README's settings table and
+// local.settings.json are checked against the same list by a test).
+type Setting struct{ Name, Default, Meaning string }
 
-var settings = []setting{
+// Settings is every app setting the product reads, with its default.
+var Settings = []Setting{
 	{"DATAVERSE_URL", "", "required; environment root such as https://contoso.crm.dynamics.com (https unless loopback)"},
 	{"DATAVERSE_AUTH", "default", "default (DefaultAzureCredential), managedidentity, clientsecret, or none (loopback only)"},
 	{"ENRICHMENT_URL", "", "required by enrich jobs; https unless loopback"},
@@ -87,24 +100,24 @@ var settings = []setting{
 	{"DVBULK_LOG_LEVEL", "info", "trace, debug, info, warn or error"},
 }
 
-// loadConfig reads and validates the settings. needDataverse/needJob let subcommands that only read
-// checkpoints (status) skip what they do not use.
-func loadConfig(getenv func(string) string, needDataverse bool) (*config, error) {
+// Load reads and validates the settings. needDataverse lets subcommands that only read checkpoints
+// (status) skip what they do not use.
+func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 	get := func(name string) string {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
 			return v
 		}
-		for _, s := range settings {
+		for _, s := range Settings {
 			if s.Name == name {
 				return s.Default
 			}
 		}
 		return ""
 	}
-	c := &config{}
+	c := &Config{}
 	var err error
 	fail := func(name, format string, a ...any) error {
-		return &settingError{name: name, problem: fmt.Sprintf(format, a...)}
+		return &SettingError{Name: name, Problem: fmt.Sprintf(format, a...)}
 	}
 	if c.LogLevel, err = zerolog.ParseLevel(strings.ToLower(get("DVBULK_LOG_LEVEL"))); err != nil || get("DVBULK_LOG_LEVEL") == "" {
 		return nil, fail("DVBULK_LOG_LEVEL", "must be trace, debug, info, warn or error, got %q", getenv("DVBULK_LOG_LEVEL"))
@@ -113,7 +126,11 @@ func loadConfig(getenv func(string) string, needDataverse bool) (*config, error)
 	if c.Job, err = job.Lookup(c.JobRef); err != nil {
 		return nil, fail("DVBULK_JOB", "%v", err)
 	}
-	c.Storage = getenv("AzureWebJobsStorage")
+	c.Storage = readStorage(storageSetting, getenv)
+	c.StoreKind = strings.ToLower(get("DVBULK_CHECKPOINT_STORE"))
+	if c.StoreKind != StoreBlob && c.StoreKind != StoreDir {
+		return nil, fail("DVBULK_CHECKPOINT_STORE", "must be blob or dir, got %q", c.StoreKind)
+	}
 	c.Container = get("DVBULK_CHECKPOINT_CONTAINER")
 	if !validContainer(c.Container) {
 		return nil, fail("DVBULK_CHECKPOINT_CONTAINER", "must be 3-63 lowercase letters, digits or '-', got %q", c.Container)
@@ -184,6 +201,8 @@ func loadConfig(getenv func(string) string, needDataverse bool) (*config, error)
 	if !needDataverse {
 		return c, nil
 	}
+	c.Identity = dataverse.Identity{TenantID: strings.TrimSpace(getenv("AZURE_TENANT_ID")),
+		ClientID: strings.TrimSpace(getenv("AZURE_CLIENT_ID")), ClientSecret: getenv("AZURE_CLIENT_SECRET")}
 	if c.DataverseURL, err = checkURL(get("DATAVERSE_URL"), true); err != nil {
 		return nil, fail("DATAVERSE_URL", "%v", err)
 	}
