@@ -95,10 +95,21 @@ func serveHandler(ctx context.Context, getenv func(string) string, stdout, stder
 		fmt.Fprintf(stderr, "dvbulk: %v\n", err)
 		return reportErr(io.Discard, "", err)
 	}
-	eng, _, err := app.NewEngine(cfg, st, log)
+	shared, err := app.NewBudget(cfg, st, app.InstanceName(), log)
 	if err != nil {
 		fmt.Fprintf(stderr, "dvbulk: %v\n", err)
 		return 2
+	}
+	eng, _, err := app.NewEngine(cfg, st, log, app.WithBudget(shared))
+	if err != nil {
+		fmt.Fprintf(stderr, "dvbulk: %v\n", err)
+		return 2
+	}
+	if shared != nil {
+		bctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = shared.Run(bctx) }()
+		defer func() { stop(); <-done }() // gives this instance's share back on the way out
 	}
 	eng.Opt.MaxDequeue = hs.MaxDequeueCount
 	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
@@ -107,7 +118,7 @@ func serveHandler(ctx context.Context, getenv func(string) string, stdout, stder
 		return 1
 	}
 	log.Info().Str("job", cfg.Job.Name).Str("store", kind).Dur("function_timeout", hs.FunctionTimeout).
-		Int("max_dequeue", hs.MaxDequeueCount).Str("instance", eng.Instance).Msg("custom handler ready")
+		Int("max_dequeue", hs.MaxDequeueCount).Str("instance", eng.Instance).Bool("shared_budget", shared != nil).Msg("custom handler ready")
 	srv := newServer(&functionApp{engine: eng, spec: cfg.Job, log: log}, log, hs.FunctionTimeout)
 	if err := srv.serve(ctx, ln); err != nil {
 		log.Error().Err(err).Msg("server stopped")

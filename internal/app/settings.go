@@ -57,6 +57,12 @@ type Config struct {
 	TWorkers   int
 	WWorkers   int
 	LogLevel   zerolog.Level
+
+	// The service-protection budget shared by every instance of the same application user.
+	SharedBudget    bool
+	BudgetRefresh   time.Duration
+	BudgetHeartbeat time.Duration
+	BudgetSkew      time.Duration
 }
 
 // SettingError names the setting that is wrong; the CLI prints it as the one-line reason for exit 2.
@@ -98,6 +104,10 @@ var Settings = []Setting{
 	{"DVBULK_TRANSFORM_WORKERS", "8", "concurrent enrichment calls per chunk; ENRICHMENT_CONCURRENCY caps all chunks of an instance together, so match it and one chunk alone can fill it"},
 	{"DVBULK_WRITE_WORKERS", "4", "concurrent write requests per chunk"},
 	{"DVBULK_LOG_LEVEL", "info", "trace, debug, info, warn or error"},
+	{"DVBULK_SHARED_BUDGET", "true", "true: every instance of the same application user on the same environment shares one service-protection budget (a 429's pause, the dop hint split over the live instances) through the checkpoint store; false: each instance throttles alone"},
+	{"DVBULK_BUDGET_REFRESH", "1s", "how often an active instance reads the shared budget (one storage read each)"},
+	{"DVBULK_BUDGET_HEARTBEAT", "5s", "how often an active instance renews its membership of the shared budget (one storage write each); a member missing for 3 heartbeats no longer takes a share"},
+	{"DVBULK_BUDGET_SKEW", "2s", "margin added to a pause another instance published, so clocks that differ by up to this much cannot send early"},
 }
 
 // Load reads and validates the settings. needDataverse lets subcommands that only read checkpoints
@@ -168,6 +178,9 @@ func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 		{"DVBULK_LEASE", &c.Lease, 2 * time.Second, 10 * time.Minute},
 		{"DVBULK_STALE_AFTER", &c.StaleAfter, time.Second, 7 * 24 * time.Hour},
 		{"DVBULK_FLUSH_INTERVAL", &c.Flush, 10 * time.Millisecond, time.Minute},
+		{"DVBULK_BUDGET_REFRESH", &c.BudgetRefresh, 10 * time.Millisecond, time.Minute},
+		{"DVBULK_BUDGET_HEARTBEAT", &c.BudgetHeartbeat, 10 * time.Millisecond, 5 * time.Minute},
+		{"DVBULK_BUDGET_SKEW", &c.BudgetSkew, time.Millisecond, time.Minute},
 	}
 	for _, s := range durations {
 		v, err := time.ParseDuration(get(s.name))
@@ -175,6 +188,9 @@ func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 			return nil, fail(s.name, "must be a duration from %s to %s such as 30s, got %q", s.min, s.max, get(s.name))
 		}
 		*s.dst = v
+	}
+	if c.BudgetHeartbeat < c.BudgetRefresh {
+		return nil, fail("DVBULK_BUDGET_HEARTBEAT", "must be at least DVBULK_BUDGET_REFRESH (%s), got %s", c.BudgetRefresh, c.BudgetHeartbeat)
 	}
 	if c.Flush >= c.Lease/2 {
 		return nil, fail("DVBULK_FLUSH_INTERVAL", "must be under half of DVBULK_LEASE (%s), got %s", c.Lease, c.Flush)
@@ -185,7 +201,7 @@ func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 	bools := []struct {
 		name string
 		dst  *bool
-	}{{"DVBULK_DRY_RUN", &c.DryRun}, {"DVBULK_AFFINITY_COOKIE", &c.AffinityCookie}}
+	}{{"DVBULK_DRY_RUN", &c.DryRun}, {"DVBULK_AFFINITY_COOKIE", &c.AffinityCookie}, {"DVBULK_SHARED_BUDGET", &c.SharedBudget}}
 	for _, s := range bools {
 		v, err := strconv.ParseBool(get(s.name))
 		if err != nil {

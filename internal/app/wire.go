@@ -23,13 +23,17 @@ func NewLogger(w io.Writer, level zerolog.Level) zerolog.Logger {
 // enrichment URL) and the job engine over st from a validated configuration. The engine's instance
 // name is host-pid; callers that run several engines in one process (the bench) rename them.
 // Configuration problems are *SettingError.
-func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger) (*job.Engine, *dataverse.Client, error) {
+func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger, opts ...EngineOption) (*job.Engine, *dataverse.Client, error) {
 	cred, err := dataverse.CredentialFor(cfg.DataverseAuth, cfg.DataverseURL, cfg.Identity)
 	if err != nil {
 		return nil, nil, &SettingError{Name: "DATAVERSE_AUTH", Problem: err.Error()}
 	}
-	dv, err := dataverse.New(dataverse.Config{URL: cfg.DataverseURL, Credential: cred, MaxConcurrency: cfg.DVConcurrency,
-		AffinityCookie: cfg.AffinityCookie, RequestTimeout: cfg.RequestTimeout, MaxRetries: retries(cfg.MaxRetries), Logger: log})
+	dvc := dataverse.Config{URL: cfg.DataverseURL, Credential: cred, MaxConcurrency: cfg.DVConcurrency,
+		AffinityCookie: cfg.AffinityCookie, RequestTimeout: cfg.RequestTimeout, MaxRetries: retries(cfg.MaxRetries), Logger: log}
+	for _, o := range opts {
+		o(&dvc)
+	}
+	dv, err := dataverse.New(dvc)
 	if err != nil {
 		return nil, nil, &SettingError{Name: "DATAVERSE_URL", Problem: err.Error()}
 	}
@@ -42,16 +46,21 @@ func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger) (*job.Engin
 		}
 		en = c
 	}
-	host, _ := os.Hostname()
 	e := &job.Engine{
 		Store: st, DV: dv, Enricher: en, Log: log,
-		Instance: fmt.Sprintf("%s-%d", host, os.Getpid()),
+		Instance: InstanceName(),
 		Opt: job.Options{Lease: cfg.Lease, FlushInterval: cfg.Flush, StaleAfter: cfg.StaleAfter, PlanPages: cfg.PlanPages,
 			ChunkSize: cfg.ChunkSize, DryRun: cfg.DryRun, TransformBatch: cfg.EnrichBatch,
 			TransformWorkers: cfg.TWorkers, WriteWorkers: cfg.WWorkers},
 	}
 	e.Init()
 	return e, dv, nil
+}
+
+// InstanceName names this process among the app's instances: host-pid.
+func InstanceName() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
 // retries maps the setting (0 = no retries) to the client's convention (negative = none).
