@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,7 +22,9 @@ the bound computed from the environment's limits alone (pure, and respecting x-m
 seed's sequential loop (sampled, extrapolated), the seed's per-record Parallel.ForEachAsync pattern,
 and this product (planner + chunk pipeline over several instances), for the prod profile (4 web
 servers, dop hint 48) and the sandbox profile (1 server, dop hint 4); then the peak memory of one
-instance process (dvbulk run) over 1,000,000 accounts. The simulators run time-scaled; every
+instance process (dvbulk run) over 1,000,000 accounts; and the scale-out table: 1, 3 and 8
+instances of one application user on a profile whose execution-time budget binds, sharing one
+service-protection budget (and, with --scale-out-unshared, without). The simulators run time-scaled; every
 figure is a real-time equivalent. Nothing is asserted: targets are marked PASS or MISS.
 
 Examples:
@@ -29,6 +32,7 @@ Examples:
   dvbulk bench --profile prod --skip-memory
   dvbulk bench --accounts 10000 --skip-memory
   dvbulk bench --profile sandbox --time-scale 5
+  dvbulk bench --only scale-out --skip-memory --scale-out-instances 8 --scale-out-unshared
 
 Flags:
 `
@@ -55,7 +59,10 @@ func cmdBench(ctx context.Context, args []string, _ func(string) string, stdout,
 	fs.IntVar(&kn.WriteWorkers, "write-workers", 0, "product: concurrent writes per chunk (0 = default)")
 	fs.IntVar(&kn.Messages, "messages", 0, "product: chunk messages processed at once per instance (0 = default)")
 	fs.DurationVar(&kn.FlushInterval, "flush-interval", 0, "product: how often a running chunk checkpoints (0 = default)")
-	only := fs.String("only", "", "comma-separated strategies to run: sequential, seed, product (default all)")
+	only := fs.String("only", "", "comma-separated sections to run: sequential, seed, product, scale-out (default all)")
+	scaleInst := fs.String("scale-out-instances", "1,3,8", "scale-out: comma-separated instance counts")
+	scaleUnshared := fs.Bool("scale-out-unshared", false, "scale-out: also run each count with the shared budget off")
+	scaleScale := fs.Float64("scale-out-time-scale", 20, "scale-out: time scale of the simulators")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the whole bench to this file")
 	fs.Usage = func() { fmt.Fprint(stderr, benchHelp); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
@@ -95,12 +102,25 @@ func cmdBench(ctx context.Context, args []string, _ func(string) string, stdout,
 	for _, s := range strings.Split(*only, ",") {
 		switch s = strings.TrimSpace(s); s {
 		case "":
-		case "sequential", "seed", "product":
+		case "sequential", "seed", "product", "scale-out":
 			sel[s] = true
 		default:
-			fmt.Fprintf(stderr, "dvbulk bench: --only takes sequential, seed and product, got %q\n", s)
+			fmt.Fprintf(stderr, "dvbulk bench: --only takes sequential, seed, product and scale-out, got %q\n", s)
 			return 2
 		}
+	}
+	var counts []int
+	for _, v := range strings.Split(*scaleInst, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 || n > 100 {
+			fmt.Fprintf(stderr, "dvbulk bench: --scale-out-instances takes counts from 1 to 100, got %q\n", v)
+			return 2
+		}
+		counts = append(counts, n)
+	}
+	if *scaleScale < 1 || *scaleScale > 1000 {
+		fmt.Fprintln(stderr, "dvbulk bench: time scales must be 1-1000")
+		return 2
 	}
 	for i := range profiles {
 		profiles[i].Active, profiles[i].Inactive = *accounts, *accounts/10
@@ -116,6 +136,8 @@ func cmdBench(ctx context.Context, args []string, _ func(string) string, stdout,
 	for _, p := range profiles {
 		o.Knobs[p.Name] = bench.DefaultKnobs(p).Override(kn)
 	}
+	o.ScaleOut = &bench.ScaleOutOptions{Profile: bench.BudgetBound(), TimeScale: *scaleScale, Instances: counts,
+		Unshared: *scaleUnshared, Dir: dir}
 	if !*skipMemory {
 		exe, err := os.Executable()
 		if err != nil {

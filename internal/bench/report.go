@@ -27,9 +27,11 @@ type Options struct {
 	SeedBudget          time.Duration // wall time after which the seed pattern is cut and extrapolated
 	Knobs               map[string]Knobs
 	// Only, when set, runs just these strategies ("sequential", "seed", "product").
-	Only      map[string]bool
-	Memory    *MemoryOptions // nil skips the memory measurement
-	Dir       string         // scratch directory
+	Only   map[string]bool
+	Memory *MemoryOptions // nil skips the memory measurement
+	// ScaleOut, when set, also prints the scale-out table (Only "scale-out" prints just that).
+	ScaleOut  *ScaleOutOptions
+	Dir       string // scratch directory
 	GoVersion string
 }
 
@@ -49,7 +51,15 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		runtime.GC()
 	}
 	for _, p := range o.Profiles {
+		if len(o.Only) == 1 && o.Only["scale-out"] {
+			break
+		}
 		if err := runProfile(ctx, o, p, w); err != nil {
+			return err
+		}
+	}
+	if o.ScaleOut != nil && (len(o.Only) == 0 || o.Only["scale-out"]) {
+		if err := RunScaleOut(ctx, *o.ScaleOut, w); err != nil {
 			return err
 		}
 	}

@@ -83,7 +83,8 @@ type Shared struct {
 
 	mu        sync.Mutex
 	view      view
-	viewAt    time.Time // last successful read (or the first attempt after a quiet spell)
+	viewAt    time.Time // when the last successful read ended
+	viewFrom  time.Time // when it started: the view holds everything published before then
 	lastUse   time.Time
 	pending   time.Time // a pause to publish, not yet in the document
 	beatUntil time.Time // our lease's end in the document
@@ -158,29 +159,42 @@ func segment(v string) string {
 }
 
 // View returns the cluster's pause (the skew margin already added to others' pauses) and the number
-// of live instances sharing the budget (at least 1). In steady state it answers from memory; after a
-// quiet spell it waits for one refresh, bounded by ctx and a short timeout; while the store is
-// unreachable it answers the last known state at once.
-func (s *Shared) View(ctx context.Context) (time.Time, int) {
+// of live instances sharing the budget (at least 1). In steady state it answers from memory. With a
+// non-zero fresh it waits for the next read that started after fresh (reads keep their own pace).
+// After a quiet spell it asks for a read at once and waits for it. Waits are bounded by ctx and a
+// short timeout; while the store is unreachable it answers the last known state at once.
+func (s *Shared) View(ctx context.Context, fresh time.Time) (time.Time, int) {
 	now := time.Now()
 	s.mu.Lock()
 	s.lastUse = now
 	stale := !s.degraded && now.Sub(s.viewAt) > 2*s.cfg.Refresh
-	ch := s.synced
 	s.mu.Unlock()
 	if stale {
 		s.poke()
-		t := time.NewTimer(syncTimeout)
+	}
+	var timeout <-chan time.Time
+	for {
+		s.mu.Lock()
+		ok := s.degraded || !stale && (fresh.IsZero() || s.viewFrom.After(fresh))
+		until, n, ch := s.view.pausedUntil, s.view.instances, s.synced
+		s.mu.Unlock()
+		if ok {
+			return until, n
+		}
+		if timeout == nil {
+			t := time.NewTimer(syncTimeout)
+			defer t.Stop()
+			timeout = t.C
+		}
 		select {
 		case <-ch:
+			stale = false
 		case <-ctx.Done():
-		case <-t.C:
+			return until, n
+		case <-timeout:
+			return until, n
 		}
-		t.Stop()
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.view.pausedUntil, s.view.instances
 }
 
 // Throttled publishes a pause the server asked for. It returns at once; Run writes it.
@@ -241,12 +255,13 @@ func (s *Shared) idle() bool {
 func (s *Shared) refresh(ctx context.Context) {
 	defer s.signal()
 	for attempt := 0; attempt < writeAttempts; attempt++ {
+		start := time.Now()
 		doc, etag, err := s.read(ctx)
 		if err != nil {
 			s.fail(err)
 			return
 		}
-		s.apply(doc)
+		s.apply(doc, start)
 		next, write := s.merge(doc)
 		if !write {
 			return
@@ -254,6 +269,9 @@ func (s *Shared) refresh(ctx context.Context) {
 		err = s.write(ctx, next, etag)
 		switch {
 		case err == nil:
+			if next.PausedBy == s.cfg.Instance && !next.PausedUntil.Equal(doc.PausedUntil) {
+				s.cfg.Log.Debug().Time("until", next.PausedUntil).Msg("shared pause published")
+			}
 			s.wrote(next)
 			return
 		case errors.Is(err, checkpoint.ErrConflict), errors.Is(err, checkpoint.ErrNotFound):
@@ -305,7 +323,7 @@ func (s *Shared) write(ctx context.Context, doc *document, etag checkpoint.ETag)
 
 // apply turns a document into the view: others' pauses get the skew margin, members whose lease
 // ran out do not count, this instance always does.
-func (s *Shared) apply(doc *document) {
+func (s *Shared) apply(doc *document, readStart time.Time) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -324,10 +342,13 @@ func (s *Shared) apply(doc *document) {
 		pause = pause.Add(s.cfg.Skew)
 	}
 	if pause.After(s.view.pausedUntil) || s.view.pausedUntil.Before(now) {
+		if pause.After(now) && !pause.Equal(s.view.pausedUntil) {
+			s.cfg.Log.Debug().Str("by", doc.PausedBy).Time("until", pause).Msg("shared pause seen")
+		}
 		s.view.pausedUntil = pause
 	}
 	s.view.instances, s.known = n, n
-	s.viewAt = now
+	s.viewAt, s.viewFrom = now, readStart
 	if own, ok := doc.Members[s.cfg.Instance]; ok && own.After(s.beatUntil) {
 		s.beatUntil = own
 	}

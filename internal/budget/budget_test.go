@@ -69,7 +69,7 @@ func start(t *testing.T, st checkpoint.Store, id string, log *testutil.SyncBuffe
 	m := &member{s: s, cancel: cancel, done: make(chan struct{})}
 	go func() { defer close(m.done); _ = s.Run(ctx) }()
 	t.Cleanup(m.stop)
-	s.View(context.Background()) // an active client: its first view waits for the first refresh
+	s.View(context.Background(), time.Time{}) // an active client: its first view waits for the first refresh
 	return m
 }
 
@@ -91,7 +91,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func instances(m *member) int {
-	_, n := m.s.View(context.Background())
+	_, n := m.s.View(context.Background(), time.Time{})
 	return n
 }
 
@@ -134,20 +134,20 @@ func TestPauseIsSharedExtendedNeverShortened(t *testing.T) {
 	until := time.Now().Add(time.Hour).Round(0)
 	a.s.Throttled(until)
 	eventually(t, "b sees a's pause", func() bool {
-		p, _ := b.s.View(context.Background())
+		p, _ := b.s.View(context.Background(), time.Time{})
 		return !p.IsZero()
 	})
-	if p, _ := b.s.View(context.Background()); !p.Equal(until.Add(30 * time.Millisecond)) {
+	if p, _ := b.s.View(context.Background(), time.Time{}); !p.Equal(until.Add(30 * time.Millisecond)) {
 		t.Fatalf("b holds until %v, want a's pause plus the skew margin (%v)", p, until.Add(30*time.Millisecond))
 	}
-	if p, _ := a.s.View(context.Background()); !p.Equal(until) {
+	if p, _ := a.s.View(context.Background(), time.Time{}); !p.Equal(until) {
 		t.Fatalf("a's own pause %v, want exactly what it published", p)
 	}
 	b.s.Throttled(time.Now().Add(time.Minute)) // shorter: must not shorten the cluster's pause
 	later := until.Add(time.Minute)
 	b.s.Throttled(later)
 	eventually(t, "a sees b's longer pause", func() bool {
-		p, _ := a.s.View(context.Background())
+		p, _ := a.s.View(context.Background(), time.Time{})
 		return p.Equal(later.Add(30 * time.Millisecond))
 	})
 	data, _, _ := st.Get(context.Background(), a.s.Name())
@@ -167,7 +167,7 @@ func TestOutageFallsBackOnceAndRecovers(t *testing.T) {
 	eventually(t, "3 live", func() bool { return instances(a) == 3 })
 	until := time.Now().Add(time.Hour)
 	others[0].s.Throttled(until)
-	eventually(t, "a sees the pause", func() bool { p, _ := a.s.View(context.Background()); return p.After(until) })
+	eventually(t, "a sees the pause", func() bool { p, _ := a.s.View(context.Background(), time.Time{}); return p.After(until) })
 
 	f.down.Store(true)
 	before := f.reads.Load()
@@ -176,7 +176,7 @@ func TestOutageFallsBackOnceAndRecovers(t *testing.T) {
 		m.stop() // the others leave while a cannot see it
 	}
 	for range 5 {
-		p, n := a.s.View(context.Background())
+		p, n := a.s.View(context.Background(), time.Time{})
 		if n != 3 || !p.After(until) {
 			t.Fatalf("during the outage: %d instances, pause %v; want the last known 3 and the pause", n, p)
 		}
@@ -212,7 +212,7 @@ func TestIdleInstanceCostsNothingAndSyncsBeforeItsNextRequest(t *testing.T) {
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = s.Run(ctx) }()
 	defer func() { cancel(); wg.Wait() }()
-	s.View(context.Background())
+	s.View(context.Background(), time.Time{})
 	eventually(t, "idle", func() bool {
 		n := f.ops.Load()
 		time.Sleep(100 * time.Millisecond)
@@ -226,7 +226,7 @@ func TestIdleInstanceCostsNothingAndSyncsBeforeItsNextRequest(t *testing.T) {
 	other, _ := New(Config{Store: mem, Environment: "env", User: "u", Instance: "b", Log: zerolog.Nop()})
 	other.Throttled(time.Now().Add(time.Hour))
 	other.refresh(context.Background()) // b publishes while a is quiet
-	if p, _ := s.View(context.Background()); p.Before(time.Now().Add(59 * time.Minute)) {
+	if p, _ := s.View(context.Background(), time.Time{}); p.Before(time.Now().Add(59 * time.Minute)) {
 		t.Fatalf("a's first view after the quiet spell holds until %v: it did not refresh first", p)
 	}
 }
@@ -244,7 +244,7 @@ func TestSteadyStateCost(t *testing.T) {
 	go func() { defer close(done); _ = s.Run(ctx) }()
 	deadline := time.Now().Add(time.Second)
 	for time.Now().Before(deadline) {
-		s.View(context.Background())
+		s.View(context.Background(), time.Time{})
 		time.Sleep(5 * time.Millisecond)
 	}
 	cancel()

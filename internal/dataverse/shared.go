@@ -14,8 +14,11 @@ import (
 // Throttled must not block.
 type Budget interface {
 	// View returns the cluster's pause (no request may start before it) and the number of live
-	// instances sharing the budget (at least 1).
-	View(ctx context.Context) (pausedUntil time.Time, instances int)
+	// instances sharing the budget (at least 1). With a non-zero fresh it first waits (bounded) for
+	// a read of the shared state that started after fresh: the client asks for that while the
+	// budget binds, so that a request it starts after another one finished has seen any pause
+	// published meanwhile. Reads stay at their own pace; only the request waits for the next one.
+	View(ctx context.Context, fresh time.Time) (pausedUntil time.Time, instances int)
 	// Throttled publishes that the server asked this user to wait until until.
 	Throttled(until time.Time)
 }

@@ -18,7 +18,7 @@ type fakeBudget struct {
 	views     int
 }
 
-func (f *fakeBudget) View(context.Context) (time.Time, int) {
+func (f *fakeBudget) View(_ context.Context, _ time.Time) (time.Time, int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.views++

@@ -37,7 +37,15 @@ type throttle struct {
 	sharedUntil time.Time
 	instances   int
 	nextStart   time.Time // with a share below one slot: when the next request may start
+	hotUntil    time.Time // a 429 (ours or the cluster's) was seen less than hotFor ago
+	lastDone    time.Time // when this instance's latest request finished
 }
+
+// hotFor is how long after a 429 the budget counts as binding: Dataverse's 5-minute window. While
+// it binds, a request starts only on a view of the shared state read after this instance's previous
+// request finished (see Budget.View), which costs the budget-bound cluster nothing and keeps an
+// instance from sending into a penalty another one was told about a moment ago.
+const hotFor = 5 * time.Minute
 
 // defaultDOP is what ServiceClient assumes before the server has sent x-ms-dop-hint.
 const defaultDOP = 5
@@ -53,20 +61,47 @@ func newThrottle(maxConc int, base, max time.Duration, b Budget) *throttle {
 // cluster as a whole stays near the hint however many instances run.
 func (t *throttle) ceilingLocked() float64 { return shareOf(min(t.hint, t.maxConc), t.instances) }
 
-// floorLocked is the least the limit shrinks to: one slot, or the share when that is smaller.
-func (t *throttle) floorLocked() float64 { return math.Min(1, t.ceilingLocked()) }
+// floorLocked is the least the limit shrinks to: this instance's share of one request, so the
+// cluster as a whole can back off to a single request in flight, as one client can.
+func (t *throttle) floorLocked() float64 { return 1 / float64(t.instances) }
+
+// decreaseLocked halves the limit once per epoch (whole slots while above two, fractions below).
+func (t *throttle) decreaseLocked() {
+	half := t.limit / 2
+	if half >= 1 {
+		half = math.Floor(half)
+	}
+	t.limit = math.Max(t.floorLocked(), half)
+	t.epoch++
+}
 
 // slotsLocked is how many requests may be in flight at once under the limit.
 func (t *throttle) slotsLocked() int { return max(1, int(t.limit)) }
 
 // observe takes in the cluster's view (from memory in steady state; see Budget).
-func (t *throttle) observe(ctx context.Context) {
+func (t *throttle) observe(ctx context.Context, fresh bool) {
 	if t.budget == nil {
 		return
 	}
-	until, n := t.budget.View(ctx)
+	var after time.Time
+	if fresh {
+		t.mu.Lock()
+		if time.Now().Before(t.hotUntil) {
+			after = t.lastDone
+		}
+		t.mu.Unlock()
+	}
+	until, n := t.budget.View(ctx, after)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// A new pause another instance was told about is this cluster's 429 too: back off as if it
+	// were ours (once per pause), so the cluster's limit halves like one client's.
+	if now := time.Now(); until.After(t.sharedUntil) && until.After(now) {
+		t.hotUntil = now.Add(hotFor)
+		if !t.pausedUntil.After(now) {
+			t.decreaseLocked()
+		}
+	}
 	t.sharedUntil = until
 	if n = max(1, n); n != t.instances {
 		t.instances = n
@@ -102,7 +137,7 @@ type slot struct {
 // acquire waits until the gate is open and a slot under the current limit is free.
 func (t *throttle) acquire(ctx context.Context) (slot, error) {
 	for {
-		t.observe(ctx)
+		t.observe(ctx, true)
 		t.mu.Lock()
 		wait := time.Until(t.gateLocked())
 		if wait <= 0 && t.inFlight < t.slotsLocked() {
@@ -156,14 +191,17 @@ func (t *throttle) release(s slot, o outcome) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.inFlight--
+	t.lastDone = time.Now()
 	switch o {
 	case succeeded:
 		t.streak = 0
-		t.limit = math.Min(t.limit+1/t.limit, t.ceilingLocked())
+		// +1/limit per success for one instance; with n sharing the hint each instance sees 1/n of
+		// the cluster's successes and grows by 1/(n·limit), so the cluster's limit grows by about
+		// one per window of successes, as one client's does.
+		t.limit = math.Min(t.limit+1/(float64(t.instances)*t.limit), t.ceilingLocked())
 	case throttled:
 		if s.epoch == t.epoch {
-			t.limit = math.Max(t.floorLocked(), math.Floor(t.limit/2))
-			t.epoch++
+			t.decreaseLocked()
 		}
 	}
 	if t.limit < 1 && !s.start.IsZero() {
@@ -187,6 +225,7 @@ func (t *throttle) pause(d time.Duration) time.Duration {
 
 func (t *throttle) pauseLocked(d time.Duration) (time.Duration, bool) {
 	t.streak++
+	t.hotUntil = time.Now().Add(hotFor)
 	if d < 0 {
 		d = backoffCap(t.base, t.max, t.streak-1)
 	}
@@ -208,7 +247,7 @@ func (t *throttle) pauseLocked(d time.Duration) (time.Duration, bool) {
 // remaining is how long the gate stays closed, for this instance's pause or the cluster's (the
 // pacing of a fractional share is acquire's business, not the gate's).
 func (t *throttle) remaining(ctx context.Context) time.Duration {
-	t.observe(ctx)
+	t.observe(ctx, false)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	g := t.pausedUntil

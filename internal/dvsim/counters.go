@@ -19,6 +19,8 @@ type counters struct {
 	dropped    atomic.Int64
 	inFlight   atomic.Int64
 	execTotal  atomic.Int64
+	admitted   atomic.Int64 // requests admitted and not yet done, every user and server
+	peakAdmit  atomic.Int64
 	writesByID sync.Map // id -> *atomic.Int64
 }
 
@@ -50,6 +52,14 @@ func (c *counters) intoPenalty(user string) {
 	c.mu.Unlock()
 }
 
+// admit counts a request admitted past the service protection checks until the returned func runs.
+func (c *counters) admit() func() {
+	n := c.admitted.Add(1)
+	for p := c.peakAdmit.Load(); n > p && !c.peakAdmit.CompareAndSwap(p, n); p = c.peakAdmit.Load() {
+	}
+	return func() { c.admitted.Add(-1) }
+}
+
 func (c *counters) wrote(id string) {
 	c.writes.Add(1)
 	v, _ := c.writesByID.LoadOrStore(id, new(atomic.Int64))
@@ -58,12 +68,15 @@ func (c *counters) wrote(id string) {
 
 // Counters is a snapshot of what the simulator saw.
 type Counters struct {
-	Requests                 int64
-	ByKind                   map[string]int64
-	Writes                   int64 // record writes applied
-	Creates                  int64 // upserts that created a record
-	Throttled                map[string]int64
-	PeakConcurrency          []int // per server, all users
+	Requests        int64
+	ByKind          map[string]int64
+	Writes          int64 // record writes applied
+	Creates         int64 // upserts that created a record
+	Throttled       map[string]int64
+	PeakConcurrency []int // per server, all users
+	// PeakAdmitted is the most requests executing at once on all servers together (admitted past
+	// the service protection checks, not yet done): a cluster's real concurrency.
+	PeakAdmitted             int64
 	RequestsPerServer        []int64
 	InFlight                 int64
 	ExecTime                 time.Duration // server time spent (scaled)
@@ -94,7 +107,7 @@ func (c Counters) WritesByID(id string) int {
 func (s *Sim) Counters() Counters {
 	c := &s.c
 	out := Counters{Requests: c.requests.Load(), Writes: c.writes.Load(), Creates: c.creates.Load(), InFlight: c.inFlight.Load(),
-		ExecTime: time.Duration(c.execTotal.Load()), RequestsDuringRetryAfter: c.during.Load(),
+		ExecTime: time.Duration(c.execTotal.Load()), RequestsDuringRetryAfter: c.during.Load(), PeakAdmitted: c.peakAdmit.Load(),
 		Errors5xx: c.errors5xx.Load(), Dropped: c.dropped.Load(), ByKind: map[string]int64{}, Throttled: map[string]int64{}, writesByID: &c.writesByID}
 	c.mu.Lock()
 	for k, v := range c.byKind {
@@ -129,6 +142,7 @@ func (s *Sim) ResetCounters() {
 		a.Store(0)
 	}
 	c.writesByID.Clear()
+	c.peakAdmit.Store(c.admitted.Load())
 	for _, sv := range s.servers {
 		sv.mu.Lock()
 		sv.peak, sv.requests = sv.inFlight, 0

@@ -125,7 +125,9 @@ func (s *Sim) admit(sv *server, user string, now time.Time) (*throttled, func(ex
 	u.reqTimes.push(now)
 	sv.inFlight++
 	sv.peak = max(sv.peak, sv.inFlight)
+	leave := s.c.admit()
 	return nil, func(exec time.Duration) {
+		leave()
 		sv.mu.Lock()
 		defer sv.mu.Unlock()
 		u.inFlight--
