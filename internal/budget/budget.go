@@ -166,8 +166,10 @@ func segment(v string) string {
 func (s *Shared) View(ctx context.Context, fresh time.Time) (time.Time, int) {
 	now := time.Now()
 	s.mu.Lock()
+	// Stale means a quiet spell (or no read yet), not a slow read: Run bounds every read, and a
+	// failed one enters degraded mode, which answers at once.
+	stale := !s.degraded && (s.viewAt.IsZero() || now.Sub(s.lastUse) > s.cfg.Idle)
 	s.lastUse = now
-	stale := !s.degraded && now.Sub(s.viewAt) > 2*s.cfg.Refresh
 	s.mu.Unlock()
 	if stale {
 		s.poke()
@@ -254,6 +256,9 @@ func (s *Shared) idle() bool {
 // heartbeat is due.
 func (s *Shared) refresh(ctx context.Context) {
 	defer s.signal()
+	// A store that hangs (retrying a refused connection) must count as unreachable, not stall the view.
+	ctx, cancel := context.WithTimeout(ctx, max(syncTimeout, 2*s.cfg.Refresh))
+	defer cancel()
 	for attempt := 0; attempt < writeAttempts; attempt++ {
 		start := time.Now()
 		doc, etag, err := s.read(ctx)
