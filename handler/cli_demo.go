@@ -149,7 +149,7 @@ func demo(ctx context.Context, sf simFlags, instances int, dir string, keep bool
 	}
 	stopRun()
 	fmt.Fprintln(stdout)
-	job.WriteReport(stdout, sum, 10)
+	writeReport(stdout, sum, 10)
 	fmt.Fprintln(stdout)
 	if err := verify(stdout, dv, en, sf, sum, time.Since(t0)); err != nil {
 		return err

@@ -126,7 +126,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(status.Summary)
 	} else {
-		job.WriteReport(stdout, status.Summary, 50)
+		writeReport(stdout, status.Summary, 50)
 	}
 	if len(status.Summary.DeadLettered) > 0 {
 		return 1 // records left unfinished; failed records alone are outcomes, listed in the report

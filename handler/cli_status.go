@@ -109,7 +109,7 @@ func writeStatus(w io.Writer, s *job.Status) {
 	}
 	if s.Summary != nil {
 		fmt.Fprintln(w)
-		job.WriteReport(w, s.Summary, 20)
+		writeReport(w, s.Summary, 20)
 	}
 }
 

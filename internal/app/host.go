@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"dvbulk/internal/job"
 )
 
 // Host is what the handler needs from the Functions host's configuration: the invocation budget and
@@ -23,7 +25,7 @@ type Host struct {
 // Consumption maximum of 10 minutes, which this app's host.json sets.
 const (
 	DefaultFunctionTimeout = 10 * time.Minute
-	DefaultMaxDequeueCount = 5
+	DefaultMaxDequeueCount = job.DefaultMaxDequeue
 	// unboundedTimeout stands for functionTimeout "-1" (no limit on the Premium and Flex plans).
 	unboundedTimeout = 24 * time.Hour
 )

@@ -8,6 +8,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"dvbulk/internal/dataverse"
+	"dvbulk/internal/enrich"
+	"dvbulk/internal/job"
+	"dvbulk/internal/pipeline"
 )
 
 // localDifferences are the settings local.settings.json deliberately sets to something other than the
@@ -109,6 +114,19 @@ func TestReadmeTableMatchesCode(t *testing.T) {
 	}
 }
 
+func TestDurationIsWrittenAsPeopleDo(t *testing.T) {
+	for d, want := range map[time.Duration]string{time.Second: "1s", 30 * time.Second: "30s", 60 * time.Second: "60s",
+		2 * time.Minute: "2m", 30 * time.Minute: "30m", 24 * time.Hour: "24h", 1500 * time.Millisecond: "1.5s"} {
+		got := duration(d)
+		if got != want {
+			t.Errorf("duration(%v) = %q, want %q", d, got, want)
+		}
+		if back, err := time.ParseDuration(got); err != nil || back != d {
+			t.Errorf("duration(%v) = %q does not parse back: %v %v", d, got, back, err)
+		}
+	}
+}
+
 func settingDefault(name string) *string {
 	for _, s := range Settings {
 		if s.Name == name {
@@ -130,17 +148,20 @@ func TestLoadTakesTheTableDefaults(t *testing.T) {
 		got  any
 		want any
 	}{
-		{"ENRICHMENT_BATCH_SIZE", c.EnrichBatch, 1},
-		{"ENRICHMENT_CONCURRENCY", c.EnrichConc, 8},
-		{"ENRICHMENT_TIMEOUT", c.EnrichTimeout, 30 * time.Second},
-		{"DVBULK_DATAVERSE_CONCURRENCY", c.DVConcurrency, 52},
-		{"DVBULK_MAX_RETRIES", c.MaxRetries, 8},
-		{"DVBULK_LEASE", c.Lease, 60 * time.Second},
-		{"DVBULK_FLUSH_INTERVAL", c.Flush, time.Second},
-		{"DVBULK_TRANSFORM_WORKERS", c.TWorkers, 8},
-		{"DVBULK_WRITE_WORKERS", c.WWorkers, 4},
+		{"ENRICHMENT_BATCH_SIZE", c.EnrichBatch, enrich.DefaultBatchSize},
+		{"ENRICHMENT_CONCURRENCY", c.EnrichConc, enrich.DefaultConcurrency},
+		{"ENRICHMENT_TIMEOUT", c.EnrichTimeout, enrich.DefaultTimeout},
+		{"ENRICHMENT_API_KEY_HEADER", c.EnrichmentHeader, enrich.DefaultAPIKeyHeader},
+		{"DVBULK_DATAVERSE_CONCURRENCY", c.DVConcurrency, dataverse.DefaultMaxConcurrency},
+		{"DVBULK_MAX_RETRIES", c.MaxRetries, dataverse.DefaultMaxRetries},
+		{"DVBULK_REQUEST_TIMEOUT", c.RequestTimeout, dataverse.DefaultRequestTimeout},
+		{"DVBULK_LEASE", c.Lease, job.DefaultLease},
+		{"DVBULK_FLUSH_INTERVAL", c.Flush, job.DefaultFlushInterval},
+		{"DVBULK_STALE_AFTER", c.StaleAfter, job.DefaultStaleAfter},
+		{"DVBULK_PLAN_PAGES", c.PlanPages, job.DefaultPlanPages},
+		{"DVBULK_TRANSFORM_WORKERS", c.TWorkers, pipeline.DefaultTransformWorkers},
+		{"DVBULK_WRITE_WORKERS", c.WWorkers, pipeline.DefaultWriteWorkers},
 		{"DVBULK_CHECKPOINT_STORE", c.StoreKind, StoreBlob},
-		{"ENRICHMENT_API_KEY_HEADER", c.EnrichmentHeader, "x-api-key"},
 	}
 	for _, ck := range checks {
 		if ck.got != ck.want {

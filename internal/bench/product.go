@@ -16,6 +16,7 @@ import (
 	"dvbulk/internal/checkpoint"
 	"dvbulk/internal/dataverse"
 	"dvbulk/internal/job"
+	"dvbulk/internal/pipeline"
 )
 
 // Knobs are the operator settings the product runs with (the app settings of the same names).
@@ -42,7 +43,7 @@ func DefaultKnobs(p Profile) Knobs {
 		inst = 1
 	}
 	k := Knobs{Instances: inst, DVConcurrency: max(1, p.DOPHint/inst), EnrichConcurrency: max(1, p.EnrichConcurrency/inst),
-		EnrichBatch: p.EnrichBatch, ChunkSize: 500, WriteBatch: 100, WriteWorkers: 4, Messages: 6, FlushInterval: 2 * time.Second}
+		EnrichBatch: p.EnrichBatch, ChunkSize: job.DefaultChunkSize, WriteBatch: dataverse.DefaultWriteBatch, WriteWorkers: pipeline.DefaultWriteWorkers, Messages: 6, FlushInterval: 2 * time.Second}
 	// One chunk alone can fill the instance's enrichment allowance (its client caps all chunks together).
 	k.TransformWorkers = k.EnrichConcurrency
 	if p.DOPHint < 8 {

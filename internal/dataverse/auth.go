@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"dvbulk/internal/netutil"
+
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 )
@@ -70,7 +72,7 @@ func CredentialFor(auth, dataverseURL string, id Identity) (azcore.TokenCredenti
 		}
 		return cred, nil
 	case "none":
-		if !isLoopback(u.Hostname()) {
+		if !netutil.IsLoopback(u.Hostname()) {
 			return nil, errors.New("dataverse: DATAVERSE_AUTH=none is refused because DATAVERSE_URL is not a loopback address")
 		}
 		return nil, nil

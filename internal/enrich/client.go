@@ -1,5 +1,5 @@
 // Package enrich is the default enrichment-service adapter: it sends account records to a
-// company-data service over the JSON protocol of INTERFACES §4 and returns one result per
+// company-data service over the JSON protocol in the README ("Enrichment service protocol") and returns one result per
 // record. A Client batches records, bounds concurrency and request rate for all its callers
 // together, honours Retry-After, retries transient failures with backoff, and reports every
 // record's outcome, so the pipeline never loses a record to a service hiccup.

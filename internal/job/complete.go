@@ -18,33 +18,33 @@ const MaxListedFailures = 10000
 
 // Summary is the report of a finished run, written exactly once by whichever worker finishes last.
 type Summary struct {
-	Run              string         `json:"run"`
-	Job              string         `json:"job"`
-	DryRun           bool           `json:"dryRun,omitempty"`
-	RerunOf          string         `json:"rerunOf,omitempty"`
-	Trigger          string         `json:"trigger"`
-	Started          time.Time      `json:"started"`
-	Finished         time.Time      `json:"finished"`
-	DurationSeconds  float64        `json:"durationSeconds"`
-	RecordsPerSecond float64        `json:"recordsPerSecond"`
-	Planned          int            `json:"planned"`
-	Records          int            `json:"records"`
-	Chunks           int            `json:"chunks"`
-	Outcomes         map[string]int `json:"outcomes"`
-	Failures         []Failure      `json:"failures"`
-	FailuresListed   bool           `json:"failuresComplete"`
-	DeadLettered     []DeadChunk    `json:"deadLettered"`
-	Changes          []Change       `json:"changes,omitempty"` // dry run: what would be written
-	Stats            Stats          `json:"stats"`
-	Writer           string         `json:"w"`
+	Run              string                   `json:"run"`
+	Job              string                   `json:"job"`
+	DryRun           bool                     `json:"dryRun,omitempty"`
+	RerunOf          string                   `json:"rerunOf,omitempty"`
+	Trigger          string                   `json:"trigger"`
+	Started          time.Time                `json:"started"`
+	Finished         time.Time                `json:"finished"`
+	DurationSeconds  float64                  `json:"durationSeconds"`
+	RecordsPerSecond float64                  `json:"recordsPerSecond"`
+	Planned          int                      `json:"planned"`
+	Records          int                      `json:"records"`
+	Chunks           int                      `json:"chunks"`
+	Outcomes         map[pipeline.Outcome]int `json:"outcomes"`
+	Failures         []Failure                `json:"failures"`
+	FailuresListed   bool                     `json:"failuresComplete"`
+	DeadLettered     []DeadChunk              `json:"deadLettered"`
+	Changes          []Change                 `json:"changes,omitempty"` // dry run: what would be written
+	Stats            Stats                    `json:"stats"`
+	Writer           string                   `json:"w"`
 }
 
 // Failure is one record that did not end as intended.
 type Failure struct {
-	ID      string `json:"id"`
-	Outcome string `json:"outcome"`
-	Reason  string `json:"reason"`
-	Chunk   int    `json:"chunk"`
+	ID      string           `json:"id"`
+	Outcome pipeline.Outcome `json:"outcome"`
+	Reason  string           `json:"reason"`
+	Chunk   int              `json:"chunk"`
 }
 
 // DeadChunk is a chunk whose message was dead-lettered.
@@ -65,7 +65,7 @@ type Change struct {
 func (e *Engine) finishChunk(ctx context.Context, ch *Chunk) error {
 	_, err := modify(ctx, e.Store, progressName(ch.Run), func(p *Progress) (*Progress, error) {
 		if p == nil {
-			p = &Progress{Run: ch.Run, Outcomes: map[string]int{}}
+			p = &Progress{Run: ch.Run, Outcomes: map[pipeline.Outcome]int{}}
 		}
 		if p.has(ch.Seq) {
 			return nil, errNoChange
@@ -170,7 +170,7 @@ func (e *Engine) tryComplete(ctx context.Context, run string) error {
 }
 
 // listed reports whether the summary names records with outcome o.
-func listed(o string) bool {
+func listed(o pipeline.Outcome) bool {
 	return o == pipeline.Failed || o == pipeline.Skipped || o == pipeline.WouldUpdate
 }
 
@@ -180,7 +180,7 @@ func listed(o string) bool {
 func (e *Engine) buildSummary(ctx context.Context, man *Manifest, prog *Progress) (*Summary, error) {
 	now := e.now().UTC()
 	sum := &Summary{Run: man.Run, Job: man.Job, DryRun: man.DryRun, RerunOf: man.RerunOf, Trigger: man.Trigger,
-		Started: man.Created, Finished: now, Planned: man.PlannedRecords, Outcomes: map[string]int{},
+		Started: man.Created, Finished: now, Planned: man.PlannedRecords, Outcomes: map[pipeline.Outcome]int{},
 		Failures: []Failure{}, FailuresListed: true, DeadLettered: []DeadChunk{}, Writer: nonce(),
 		Chunks: prog.count(), Records: prog.Records, Stats: prog.Stats}
 	for o, n := range prog.Outcomes {

@@ -20,23 +20,26 @@ const MessageVersion = 1
 // messageEncoding).
 const MaxMessageBytes = 64 * 1024
 
+// MessageKind says what a chunk-queue message asks for.
+type MessageKind string
+
 // Message kinds.
 const (
 	// KindStart starts an ad-hoc run (dropped on the queue by an operator or a script).
-	KindStart = "start"
+	KindStart MessageKind = "start"
 	// KindPlan continues planning a run from a cursor.
-	KindPlan = "plan"
+	KindPlan MessageKind = "plan"
 	// KindChunk asks for one chunk of records to be processed.
-	KindChunk = "chunk"
+	KindChunk MessageKind = "chunk"
 )
 
 // Message is everything that travels on the chunk queue. Unknown fields are refused so a typo in a
 // hand-written start message is reported, not ignored.
 type Message struct {
-	V    int    `json:"v"`
-	Kind string `json:"kind"`
-	Job  string `json:"job"`
-	Run  string `json:"run,omitempty"`
+	V    int         `json:"v"`
+	Kind MessageKind `json:"kind"`
+	Job  string      `json:"job"`
+	Run  string      `json:"run,omitempty"`
 
 	// start
 	DryRun  bool   `json:"dryRun,omitempty"`

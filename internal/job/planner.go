@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/ctxutil"
 	"dvbulk/internal/dataverse"
 	"dvbulk/internal/pipeline"
 )
@@ -165,7 +166,7 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 			done = true
 			break
 		}
-		if pages+1 >= maxPages || (hasDeadline && time.Until(deadline) < margin) {
+		if pages+1 >= maxPages || (hasDeadline && time.Until(deadline) < margin) || ctxutil.Stopped(ctx) {
 			break
 		}
 	}
@@ -240,88 +241,11 @@ func chunkIDs(ch *Chunk) []string {
 	return ids
 }
 
-// toRecord turns a row into a chunk record with normalized current values.
-func toRecord(spec *Spec, row dataverse.Record) (Record, error) {
-	rawID, _ := row[spec.Table.Key].(string)
-	id, err := dataverse.ParseID(rawID)
-	if err != nil {
-		return Record{}, fmt.Errorf("%w: row without a valid %s: %v", ErrTransient, spec.Table.Key, err)
-	}
-	rec := Record{ID: id, Current: map[string]any{}}
-	if etag, ok := row["@odata.etag"].(string); ok {
-		rec.ETag = etag
-	}
-	for _, col := range spec.SelectColumns() {
-		if col == spec.Table.Key {
-			continue
-		}
-		v := row[col]
-		if n, err := pipeline.Normalize(spec.Columns[col], v); err == nil {
-			v = n
-		}
-		rec.Current[col] = v
-	}
-	return rec, nil
-}
-
-func dvTable(s *Spec) dataverse.Table {
-	return dataverse.Table{EntitySet: s.Table.EntitySet, LogicalName: s.Table.LogicalName, Key: s.Table.Key}
-}
-
 func boolInt(b bool) int {
 	if b {
 		return 1
 	}
 	return 0
-}
-
-// resume takes over a stale run: planning continues from the recorded cursor and every chunk that is
-// unfinished and unowned is enqueued again (its checkpoint makes the repeat cheap).
-func (e *Engine) resume(ctx context.Context, man *Manifest) (Result, error) {
-	var res Result
-	res.logf("run %s made no progress for %s; taking it over", man.Run, e.Opt.StaleAfter)
-	if !man.PlanningDone {
-		m := Message{Kind: KindPlan, Job: man.Job, Run: man.Run, Cursor: man.Cursor, Seq: man.NextSeq}
-		s, err := m.Encode()
-		if err != nil {
-			return res, err
-		}
-		res.Enqueue = append(res.Enqueue, s)
-	}
-	now := e.now()
-	err := e.Store.List(ctx, chunkPrefix(man.Run), func(name string) error {
-		ch, _, err := load[Chunk](ctx, e.Store, name)
-		if err != nil {
-			return err
-		}
-		if ch.State != ChunkPending || (ch.Owner != "" && now.Before(ch.Lease)) {
-			return nil
-		}
-		if ch.Attempts >= e.Opt.MaxDequeue {
-			// Crashed on every delivery: the host has poisoned its message by now.
-			return e.deadLetterChunk(ctx, man.Run, ch.Seq, "crashed on every delivery ("+fmt.Sprint(ch.Attempts)+" attempts); message poisoned")
-		}
-		m := Message{Kind: KindChunk, Job: man.Job, Run: man.Run, Seq: ch.Seq, IDs: chunkIDs(ch)}
-		s, err := m.Encode()
-		if err != nil {
-			return err
-		}
-		res.Enqueue = append(res.Enqueue, s)
-		return nil
-	})
-	if err != nil {
-		return res, fmt.Errorf("%w: sweep chunks of %s: %v", ErrTransient, man.Run, err)
-	}
-	_, err = modify(ctx, e.Store, manifestName(man.Run), func(m *Manifest) (*Manifest, error) {
-		m.Updated = e.now().UTC()
-		m.Writer = nonce()
-		return m, nil
-	})
-	if err != nil {
-		return res, fmt.Errorf("%w: %v", ErrTransient, err)
-	}
-	res.logf("re-enqueued %d messages for run %s", len(res.Enqueue), man.Run)
-	return res, e.tryComplete(ctx, man.Run)
 }
 
 // planRerun plans a run over the records that failed (or never finished) in an earlier run.

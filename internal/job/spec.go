@@ -1,6 +1,3 @@
-// Package job defines bulk jobs (what to read, how to transform, what may be written), the queue
-// messages that carry their work, the checkpoint documents that make that work resumable, and the
-// planner and chunk runner that the Functions app and the console share.
 package job
 
 import (
@@ -15,6 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"dvbulk/internal/dataverse"
 	"dvbulk/internal/pipeline"
 )
 
@@ -28,11 +26,14 @@ const (
 	TypeGUID    = pipeline.TypeGUID
 )
 
+// TransformKind says how a job computes what it writes.
+type TransformKind string
+
 // Transform kinds.
 const (
-	KindEnrich      = "enrich"
-	KindRecalculate = "recalculate"
-	KindAction      = "action"
+	KindEnrich      TransformKind = "enrich"
+	KindRecalculate TransformKind = "recalculate"
+	KindAction      TransformKind = "action"
 )
 
 // Spec is a job definition. It is plain JSON so operators configure jobs without recompiling.
@@ -59,7 +60,7 @@ type Table struct {
 
 // Transform says how new column values are computed.
 type Transform struct {
-	Kind string `json:"kind"`
+	Kind TransformKind `json:"kind"`
 	// Set maps a writable column to an expression over the record's columns (recalculate).
 	Set map[string]string `json:"set,omitempty"`
 	// Action is the bound action or Custom API called per record (action).
@@ -82,9 +83,10 @@ type Write struct {
 
 // Limits of the knobs a spec may set.
 const (
-	MaxChunkSize = 1000 // 1000 GUIDs fit a 64 KiB queue message after base64 with room to spare
-	MaxPageSize  = 5000 // Dataverse's maximum odata.maxpagesize
-	MaxBatchSize = 1000 // Dataverse's default $batch limit
+	DefaultChunkSize = 500  // a job's chunkSize when it does not say
+	MaxChunkSize     = 1000 // 1000 GUIDs fit a 64 KiB queue message after base64 with room to spare
+	MaxPageSize      = 5000 // Dataverse's maximum odata.maxpagesize
+	MaxBatchSize     = 1000 // Dataverse's default $batch limit
 )
 
 var (
@@ -201,7 +203,7 @@ func (s *Spec) Validate() error {
 		return err
 	}
 	if s.ChunkSize == 0 {
-		s.ChunkSize = 500
+		s.ChunkSize = DefaultChunkSize
 	}
 	if s.ChunkSize < 1 || s.ChunkSize > MaxChunkSize {
 		return bad("chunkSize", "must be 1-%d, got %d", MaxChunkSize, s.ChunkSize)
@@ -264,7 +266,7 @@ func (s *Spec) validateWrite(bad func(string, string, ...any) error) error {
 		return bad("write.mode", "must be bulk, batch or single, got %q", w.Mode)
 	}
 	if w.BatchSize == 0 {
-		w.BatchSize = 100
+		w.BatchSize = dataverse.DefaultWriteBatch
 	}
 	if w.BatchSize < 1 || w.BatchSize > MaxBatchSize {
 		return bad("write.batchSize", "must be 1-%d, got %d", MaxBatchSize, w.BatchSize)

@@ -1,5 +1,5 @@
 // Package enrichsim is a deterministic company-data service speaking the enrichment protocol
-// (INTERFACES §4). Tests, the demo, benchmarks and the `simulate` subcommand use it in place
+// (README, "Enrichment service protocol"). Tests, the demo, benchmarks and the `simulate` subcommand use it in place
 // of the real service: every answer is predictable from the account id (see Truth), the
 // service's limits are enforced the way a real one would (records per request, concurrency,
 // API key) and faults can be switched on at run time (see Faults).

@@ -1,18 +1,22 @@
-package job
+package main
 
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
+
+	"dvbulk/internal/job"
+	"dvbulk/internal/pipeline"
 )
 
 // outcomeOrder is the order outcomes are listed in reports.
-var outcomeOrder = []string{"updated", "would-update", "unchanged", "gone", "skipped", "failed"}
+var outcomeOrder = []pipeline.Outcome{pipeline.Updated, pipeline.WouldUpdate, pipeline.Unchanged, pipeline.Gone, pipeline.Skipped, pipeline.Failed}
 
-// WriteReport renders a run summary for people. maxFailures bounds the failure lines printed (the
+// writeReport renders a run summary for people (run, status and demo print it). maxFailures bounds the failure lines printed (the
 // JSON form always has them all).
-func WriteReport(w io.Writer, s *Summary, maxFailures int) {
+func writeReport(w io.Writer, s *job.Summary, maxFailures int) {
 	kind := "run"
 	if s.DryRun {
 		kind = "dry run"
@@ -43,7 +47,7 @@ func WriteReport(w io.Writer, s *Summary, maxFailures int) {
 			fmt.Fprintf(w, "    %s %-7s %s\n", f.ID, f.Outcome, f.Reason)
 		}
 		if !s.FailuresListed {
-			fmt.Fprintf(w, "    (list capped at %d; every outcome is in the chunk checkpoints)\n", MaxListedFailures)
+			fmt.Fprintf(w, "    (list capped at %d; every outcome is in the chunk checkpoints)\n", job.MaxListedFailures)
 		}
 		fmt.Fprintf(w, "  re-run the failed records: dvbulk run --rerun-failed %s\n", s.Run)
 	}
@@ -58,24 +62,20 @@ func WriteReport(w io.Writer, s *Summary, maxFailures int) {
 	}
 }
 
-func sortedOutcomes(m map[string]int) []string {
-	var out []string
+func sortedOutcomes(m map[pipeline.Outcome]int) []pipeline.Outcome {
+	var out []pipeline.Outcome
 	for _, o := range outcomeOrder {
 		if _, ok := m[o]; ok {
 			out = append(out, o)
 		}
 	}
-	var rest []string
+	var rest []pipeline.Outcome
 	for o := range m {
-		known := false
-		for _, k := range outcomeOrder {
-			known = known || k == o
-		}
-		if !known {
+		if !slices.Contains(outcomeOrder, o) {
 			rest = append(rest, o)
 		}
 	}
-	sort.Strings(rest)
+	slices.Sort(rest)
 	return append(out, rest...)
 }
 
