@@ -179,6 +179,10 @@ func TestLoadNamesTheBadSetting(t *testing.T) {
 		"DVBULK_FLUSH_INTERVAL":       "45s", // not under half of the 60s lease
 		"ENRICHMENT_API_KEY_HEADER":   "x api key",
 		"DVBULK_WRITE_WORKERS":        "0",
+		"DVBULK_SHARED_BUDGET":        "maybe",
+		"DVBULK_BUDGET_REFRESH":       "0s",
+		"DVBULK_BUDGET_HEARTBEAT":     "500ms", // under the 1s refresh
+		"DVBULK_BUDGET_SKEW":          "-2s",
 	} {
 		env := map[string]string{name: value}
 		for k, v := range base {
