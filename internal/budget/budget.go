@@ -160,7 +160,8 @@ func segment(v string) string {
 
 // View returns the cluster's pause (the skew margin already added to others' pauses) and the number
 // of live instances sharing the budget (at least 1). In steady state it answers from memory. With a
-// non-zero fresh it waits for the next read that started after fresh (reads keep their own pace).
+// non-zero fresh it waits for a read that started at least one refresh interval after fresh (reads
+// keep their own pace).
 // After a quiet spell it asks for a read at once and waits for it. Waits are bounded by ctx and a
 // short timeout; while the store is unreachable it answers the last known state at once.
 func (s *Shared) View(ctx context.Context, fresh time.Time) (time.Time, int) {
@@ -177,7 +178,9 @@ func (s *Shared) View(ctx context.Context, fresh time.Time) (time.Time, int) {
 	var timeout <-chan time.Time
 	for {
 		s.mu.Lock()
-		ok := s.degraded || !stale && (fresh.IsZero() || s.viewFrom.After(fresh))
+		// "Fresh" means a read that started a refresh interval after fresh: long enough for a pause
+		// another instance was told about at about the same moment to have been published.
+		ok := s.degraded || !stale && (fresh.IsZero() || s.viewFrom.After(fresh.Add(s.cfg.Refresh)))
 		until, n, ch := s.view.pausedUntil, s.view.instances, s.synced
 		s.mu.Unlock()
 		if ok {

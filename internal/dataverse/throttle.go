@@ -38,6 +38,7 @@ type throttle struct {
 	nextStart   time.Time // with a share below one slot: when the next request may start
 	hotUntil    time.Time // a 429 (ours or the cluster's) was seen less than hotFor ago
 	lastDone    time.Time // when this instance's latest request finished
+	slowStart   bool      // doubling per window of successes until the first decrease
 }
 
 // hotFor is how long after a 429 the budget counts as binding: Dataverse's 5-minute window. While
@@ -52,6 +53,15 @@ const defaultDOP = 5
 func newThrottle(maxConc int, base, max time.Duration, b Budget) *throttle {
 	t := &throttle{maxConc: maxConc, hint: defaultDOP, changed: make(chan struct{}), base: base, max: max, budget: b, instances: 1}
 	t.limit = t.ceilingLocked()
+	if b != nil {
+		// Instances that start together do not know of each other until their first heartbeats, so
+		// each would start at the whole hint: start at one request and double per window of
+		// successes instead ("ramp up gradually until you hit limits"), until the first 429.
+		t.limit, t.slowStart = 1, true
+		// A cold start is the first moment the budget may bind with nobody warned yet: the first
+		// window of the client's life counts as binding too (see hotFor).
+		t.hotUntil = time.Now().Add(hotFor)
+	}
 	return t
 }
 
@@ -72,6 +82,7 @@ func (t *throttle) decreaseLocked() {
 	}
 	t.limit = math.Max(t.floorLocked(), half)
 	t.epoch++
+	t.slowStart = false
 }
 
 // slotsLocked is how many requests may be in flight at once under the limit.
@@ -197,7 +208,11 @@ func (t *throttle) release(s slot, o outcome) {
 		// +1/limit per success for one instance; with n sharing the hint each instance sees 1/n of
 		// the cluster's successes and grows by 1/(n·limit), so the cluster's limit grows by about
 		// one per window of successes, as one client's does.
-		t.limit = math.Min(t.limit+1/(float64(t.instances)*t.limit), t.ceilingLocked())
+		inc := 1 / (float64(t.instances) * t.limit)
+		if t.slowStart {
+			inc = 1 // every success adds one: the limit doubles per window
+		}
+		t.limit = math.Min(t.limit+inc, t.ceilingLocked())
 	case throttled:
 		if s.epoch == t.epoch {
 			t.decreaseLocked()
