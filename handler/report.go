@@ -3,19 +3,16 @@ package main
 import (
 	"fmt"
 	"io"
-	"slices"
 	"sort"
 	"strings"
 
 	"dvbulk/internal/job"
 	"dvbulk/internal/pipeline"
+	"dvbulk/internal/report"
 )
 
-// outcomeOrder is the order outcomes are listed in reports.
-var outcomeOrder = []pipeline.Outcome{pipeline.Updated, pipeline.WouldUpdate, pipeline.Unchanged, pipeline.Gone, pipeline.Skipped, pipeline.Failed}
-
-// writeReport renders a run summary for people (run, status and demo print it). maxFailures bounds the failure lines printed (the
-// JSON form always has them all).
+// writeReport renders a run summary for people (run, status and demo print it). maxFailures bounds
+// the failure lines printed (the JSON form always has them all).
 func writeReport(w io.Writer, s *job.Summary, maxFailures int) {
 	kind := "run"
 	if s.DryRun {
@@ -62,22 +59,7 @@ func writeReport(w io.Writer, s *job.Summary, maxFailures int) {
 	}
 }
 
-func sortedOutcomes(m map[pipeline.Outcome]int) []pipeline.Outcome {
-	var out []pipeline.Outcome
-	for _, o := range outcomeOrder {
-		if _, ok := m[o]; ok {
-			out = append(out, o)
-		}
-	}
-	var rest []pipeline.Outcome
-	for o := range m {
-		if !slices.Contains(outcomeOrder, o) {
-			rest = append(rest, o)
-		}
-	}
-	slices.Sort(rest)
-	return append(out, rest...)
-}
+func sortedOutcomes(m map[pipeline.Outcome]int) []pipeline.Outcome { return report.SortedOutcomes(m) }
 
 func formatFields(f map[string]any) string {
 	keys := make([]string, 0, len(f))

@@ -36,9 +36,8 @@ func (w *writer) bulk(ctx context.Context, ps []prep) {
 			w.failAll(plain, err)
 			return
 		}
-		// A probe the user may not be allowed to run (sdkmessagefilters read privilege) must not
-		// stop the job: $batch works everywhere.
-		w.c.log.Warn().Err(err).Str("table", w.t.LogicalName).Msg("dataverse UpdateMultiple probe failed; using $batch")
+		// A refused probe (the role lacks prvReadSdkMessage) must not stop the job: $batch works
+		// everywhere. SupportsUpdateMultiple has cached the refusal and warned once.
 		ok = false
 	}
 	if !ok {
@@ -176,6 +175,7 @@ func (c *Client) updateMultiple(ctx context.Context, t Table, ps []prep, hdr htt
 		header:      hdr.Clone(),
 		body:        b.Bytes(),
 		contentType: "application/json; charset=utf-8",
+		bisected:    true,
 	})
 	if err != nil {
 		return err
@@ -190,17 +190,23 @@ func (c *Client) updateMultiple(ctx context.Context, t Table, ps []prep, hdr htt
 }
 
 // SupportsUpdateMultiple asks sdkmessagefilters whether the table has UpdateMultiple, as the
-// bulk-operations docs recommend, and caches the answer per table for the client's lifetime.
+// bulk-operations docs recommend, and caches the answer per table for the client's lifetime. A probe
+// the server refuses (a role without prvReadSdkMessage gets 403) is cached too, as "not supported",
+// and warned about once: the refusal is returned to the callers whose probes met it, later calls get
+// false and no error. A transient failure (ErrUnavailable) or a cancelled ctx is not cached. Callers
+// that ask at the same time before any answer each probe (as each would retry a transient failure on
+// its own budget); once an answer is cached nobody probes again.
 func (c *Client) SupportsUpdateMultiple(ctx context.Context, t Table) (bool, error) {
 	if err := t.validate(); err != nil {
 		return false, err
 	}
-	c.bulkMu.Lock()
-	ok, known := c.bulkSupport[t.LogicalName]
-	c.bulkMu.Unlock()
-	if known {
+	if ok, known := c.bulkKnown(t); known {
 		return ok, nil
 	}
+	return c.probeUpdateMultiple(ctx, t)
+}
+
+func (c *Client) probeUpdateMultiple(ctx context.Context, t Table) (bool, error) {
 	p, err := c.QueryPage(ctx, Query{
 		Table:    Table{EntitySet: "sdkmessagefilters", LogicalName: "sdkmessagefilter", Key: "sdkmessagefilterid"},
 		Select:   []string{"sdkmessagefilterid"},
@@ -208,11 +214,40 @@ func (c *Client) SupportsUpdateMultiple(ctx context.Context, t Table) (bool, err
 		PageSize: 1,
 	}, "")
 	if err != nil {
-		return false, fmt.Errorf("dataverse: probe UpdateMultiple for %s: %w", t.LogicalName, err)
+		err = fmt.Errorf("dataverse: probe UpdateMultiple for %s: %w", t.LogicalName, err)
+		if errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return false, err
+		}
+		// Refused (403 without prvReadSdkMessage) or otherwise answered: asking again gives the
+		// same answer, so this process uses $batch for the table and says so once.
+		if c.refuseBulk(t) {
+			c.log.Warn().Err(err).Str("table", t.LogicalName).
+				Msg("dataverse UpdateMultiple probe refused; using $batch for this table until the process restarts (grant prvReadSdkMessage to use UpdateMultiple)")
+		}
+		return false, err
 	}
-	ok = len(p.Records) > 0
+	ok := len(p.Records) > 0
 	c.setBulkSupport(t, ok)
 	return ok, nil
+}
+
+// refuseBulk caches a refused probe as "not supported"; it reports whether this call cached it (the
+// first refusal), so the warning is logged once.
+func (c *Client) refuseBulk(t Table) bool {
+	c.bulkMu.Lock()
+	defer c.bulkMu.Unlock()
+	if _, known := c.bulkSupport[t.LogicalName]; known {
+		return false
+	}
+	c.bulkSupport[t.LogicalName] = false
+	return true
+}
+
+func (c *Client) bulkKnown(t Table) (ok, known bool) {
+	c.bulkMu.Lock()
+	defer c.bulkMu.Unlock()
+	ok, known = c.bulkSupport[t.LogicalName]
+	return ok, known
 }
 
 func (c *Client) setBulkSupport(t Table, ok bool) {

@@ -74,8 +74,8 @@ func (t *throttle) ceilingLocked() float64 { return shareOf(min(t.hint, t.maxCon
 // cluster as a whole can back off to a single request in flight, as one client can.
 func (t *throttle) floorLocked() float64 { return 1 / float64(t.instances) }
 
-// decreaseLocked halves the limit once per epoch (whole slots while above two, fractions below).
-func (t *throttle) decreaseLocked() {
+// halveLocked halves the limit and starts a new epoch (whole slots while above two, fractions below).
+func (t *throttle) halveLocked() {
 	half := t.limit / 2
 	if half >= 1 {
 		half = math.Floor(half)
@@ -109,7 +109,7 @@ func (t *throttle) observe(ctx context.Context, fresh bool) {
 	if now := time.Now(); until.After(t.sharedUntil) && until.After(now) {
 		t.hotUntil = now.Add(hotFor)
 		if !t.pausedUntil.After(now) {
-			t.decreaseLocked()
+			t.halveLocked()
 		}
 	}
 	t.sharedUntil = until
@@ -214,14 +214,35 @@ func (t *throttle) release(s slot, o outcome) {
 		}
 		t.limit = math.Min(t.limit+inc, t.ceilingLocked())
 	case throttled:
-		if s.epoch == t.epoch {
-			t.decreaseLocked()
-		}
+		t.decreaseLocked(s.epoch)
 	}
 	if t.limit < 1 && !s.start.IsZero() {
 		now := time.Now()
 		t.nextStart = now.Add(time.Duration(float64(now.Sub(s.start)) * (1/t.limit - 1)))
 	}
+	t.wakeLocked()
+}
+
+// decreaseLocked halves the limit for a 429 from a request admitted under epoch, once per epoch.
+func (t *throttle) decreaseLocked(epoch uint64) {
+	if epoch == t.epoch {
+		t.halveLocked()
+	}
+}
+
+// currentEpoch is the epoch a request admitted now would carry.
+func (t *throttle) currentEpoch() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.epoch
+}
+
+// decrease halves the limit for a 429 that reached the client inside a successful response (a
+// $batch part), once per epoch like release does for a top-level one.
+func (t *throttle) decrease(epoch uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.decreaseLocked(epoch)
 	t.wakeLocked()
 }
 

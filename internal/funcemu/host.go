@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"dvbulk/internal/netutil"
 )
 
 // ErrNoInstance is returned when no live instance can take an invocation.
@@ -64,6 +66,8 @@ type Host struct {
 	timerLocks  map[string]*sync.Mutex // timers are singletons: one invocation per function at a time across the app
 	closed      bool
 	outMu       sync.Mutex // instances write to Output concurrently
+
+	freePort func() (int, error) // netutil.FreePort; tests hand out a taken port first
 }
 
 // New reads the app's host.json and function.json files (resolving %SETTING% from opts.Env).
@@ -102,7 +106,7 @@ func New(opts Options) (*Host, error) {
 	if cfg.functionTimeout <= 0 {
 		timeout = 0 // "-1": unbounded
 	}
-	h := &Host{opts: opts, cfg: cfg, fns: fns, queues: map[string][]*message{}, timerLocks: map[string]*sync.Mutex{},
+	h := &Host{opts: opts, cfg: cfg, freePort: netutil.FreePort, fns: fns, queues: map[string][]*message{}, timerLocks: map[string]*sync.Mutex{},
 		client: &http.Client{Timeout: timeout, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 	for _, f := range fns {
 		h.timerLocks[f.name] = &sync.Mutex{}

@@ -23,7 +23,7 @@ func (e *Engine) processChunk(ctx context.Context, m *Message, d Delivery) (Resu
 	if err != nil {
 		// Fail closed: without the manifest nothing can be checked, and a missing one may be a storage
 		// account that is briefly unreachable or being restored.
-		return res, fmt.Errorf("%w: read manifest of %s: %v", ErrTransient, m.Run, err)
+		return res, fmt.Errorf("%w: read manifest of %s: %w", ErrTransient, m.Run, err)
 	}
 	if man.Job != m.Job {
 		return res, &BadMessageError{Reason: fmt.Sprintf("chunk names job %q but run %s is of job %q", m.Job, m.Run, man.Job)}
@@ -55,7 +55,7 @@ func (e *Engine) processChunk(ctx context.Context, m *Message, d Delivery) (Resu
 				return res, err
 			}
 			if ch, etag, err = load[Chunk](ctx, e.Store, name); err != nil {
-				return res, fmt.Errorf("%w: re-read chunk: %v", ErrTransient, err)
+				return res, fmt.Errorf("%w: re-read chunk: %w", ErrTransient, err)
 			}
 			continue
 		}
@@ -76,11 +76,11 @@ func (e *Engine) loadOrCreateChunk(ctx context.Context, man *Manifest, m *Messag
 		return ch, etag, nil
 	}
 	if !errors.Is(err, checkpoint.ErrNotFound) {
-		return nil, "", fmt.Errorf("%w: read chunk %d: %v", ErrTransient, m.Seq, err)
+		return nil, "", fmt.Errorf("%w: read chunk %d: %w", ErrTransient, m.Seq, err)
 	}
 	rows, err := e.DV.GetByIDs(ctx, dvTable(man.Spec), m.IDs, man.Spec.SelectColumns())
 	if err != nil {
-		return nil, "", fmt.Errorf("%w: read chunk records: %v", ErrTransient, err)
+		return nil, "", fmt.Errorf("%w: read chunk records: %w", ErrTransient, err)
 	}
 	found := map[string]Record{}
 	for _, row := range rows {
@@ -99,11 +99,11 @@ func (e *Engine) loadOrCreateChunk(ctx context.Context, man *Manifest, m *Messag
 		ch.Records = append(ch.Records, rec)
 	}
 	if _, err := create(ctx, e.Store, name, ch); err != nil && !errors.Is(err, checkpoint.ErrConflict) {
-		return nil, "", fmt.Errorf("%w: write chunk %d: %v", ErrTransient, m.Seq, err)
+		return nil, "", fmt.Errorf("%w: write chunk %d: %w", ErrTransient, m.Seq, err)
 	}
 	ch, etag, err = load[Chunk](ctx, e.Store, name)
 	if err != nil {
-		return nil, "", fmt.Errorf("%w: read chunk %d: %v", ErrTransient, m.Seq, err)
+		return nil, "", fmt.Errorf("%w: read chunk %d: %w", ErrTransient, m.Seq, err)
 	}
 	return ch, etag, nil
 }

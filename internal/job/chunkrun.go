@@ -92,6 +92,7 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 	stats.ProcessingMilli = e.now().Sub(started).Milliseconds()
 	r.lease.Update(func(c *Chunk) { c.Stats.add(stats) })
 	pending, records := r.pending()
+	e.observer().ChunkDone(m.Run, m.Seq, records, e.now().Sub(started))
 
 	switch {
 	case r.lease.Lost() || errors.Is(perr, pipeline.ErrLostOwnership):
@@ -103,6 +104,7 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 			return res, err
 		}
 		res.logf("chunk %d of %s done: %d records", m.Seq, m.Run, records)
+		r.logDone()
 		return res, e.finishChunk(ctx, r.settled())
 	case atDeadline && lastRetry == "":
 		// Stopped for the invocation deadline or a shutdown: checkpoint, release and continue in a new
@@ -155,7 +157,7 @@ func (r *chunkRun) settled() *Chunk {
 func (r *chunkRun) lostOwnership(ctx context.Context, m *Message, res *Result) (Result, error) {
 	ch, _, err := load[Chunk](context.WithoutCancel(ctx), r.e.Store, r.name)
 	if err != nil {
-		return *res, fmt.Errorf("%w: chunk %d: re-read after losing the lease: %v", ErrTransient, m.Seq, err)
+		return *res, fmt.Errorf("%w: chunk %d: re-read after losing the lease: %w", ErrTransient, m.Seq, err)
 	}
 	switch {
 	case ch.State != ChunkPending:
@@ -178,7 +180,7 @@ func (r *chunkRun) transientFailure(ctx context.Context, m *Message, d Delivery,
 	pending, _ := r.pending()
 	if d.DequeueCount >= e.Opt.MaxDequeue {
 		if err := r.finish(ctx, ChunkDeadLettered, reason); errors.Is(err, checkpoint.ErrConflict) {
-			return res, nil
+			return r.lostOwnership(ctx, m, &res) // taken over: the new owner has its own message
 		} else if err != nil {
 			return res, err
 		}
@@ -213,7 +215,7 @@ func (r *chunkRun) refreshResumed(ctx context.Context) error {
 	spec := r.man.Spec
 	rows, err := r.e.DV.GetByIDs(ctx, dvTable(spec), ids, spec.SelectColumns())
 	if err != nil {
-		return fmt.Errorf("%w: re-read resumed records: %v", ErrTransient, err)
+		return fmt.Errorf("%w: re-read resumed records: %w", ErrTransient, err)
 	}
 	fresh := map[string]Record{}
 	for _, row := range rows {
@@ -285,6 +287,9 @@ func (r *chunkRun) apply(index map[string]*Record, ev pipeline.Event) {
 			}
 		}
 	})
+	if ev.Kind == pipeline.EventDone {
+		r.e.observer().Outcome(r.man.Run, string(ev.Outcome))
+	}
 }
 
 func (r *chunkRun) pipelineConfig() (pipeline.Config, error) {
@@ -310,6 +315,7 @@ func (r *chunkRun) pipelineConfig() (pipeline.Config, error) {
 			return cfg, fmt.Errorf("job %s: enrichment is not configured (ENRICHMENT_URL)", spec.Name)
 		}
 		cfg.Transformer = &enrichTransform{client: e.Enricher, input: spec.Input}
+		cfg.TransformBatch, cfg.TransformWorkers = enrichSizing(e.Enricher, cfg.TransformBatch, cfg.TransformWorkers)
 	case KindRecalculate:
 		prog, err := spec.Compile()
 		if err != nil {
@@ -360,7 +366,7 @@ func (r *chunkRun) finish(ctx context.Context, state ChunkState, reason string) 
 		}
 	})
 	if err != nil && !errors.Is(err, checkpoint.ErrConflict) {
-		return fmt.Errorf("%w: write final chunk checkpoint: %v", ErrTransient, err)
+		return fmt.Errorf("%w: write final chunk checkpoint: %w", ErrTransient, err)
 	}
 	return err
 }

@@ -89,7 +89,7 @@ func (e *Engine) finishChunk(ctx context.Context, ch *Chunk) error {
 		return p, nil
 	})
 	if err != nil {
-		return fmt.Errorf("%w: record progress: %v", ErrTransient, err)
+		return fmt.Errorf("%w: record progress: %w", ErrTransient, err)
 	}
 	return e.tryComplete(ctx, ch.Run)
 }
@@ -121,7 +121,7 @@ func (e *Engine) deadLetterChunk(ctx context.Context, run string, seq int, reaso
 func (e *Engine) tryComplete(ctx context.Context, run string) error {
 	man, _, err := load[Manifest](ctx, e.Store, manifestName(run))
 	if err != nil {
-		return fmt.Errorf("%w: read manifest: %v", ErrTransient, err)
+		return fmt.Errorf("%w: read manifest: %w", ErrTransient, err)
 	}
 	if !man.PlanningDone || man.State == RunDone {
 		return nil
@@ -133,7 +133,7 @@ func (e *Engine) tryComplete(ctx context.Context, run string) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("%w: read progress: %v", ErrTransient, err)
+			return fmt.Errorf("%w: read progress: %w", ErrTransient, err)
 		}
 		if p.count() < man.NextSeq {
 			return nil
@@ -145,10 +145,11 @@ func (e *Engine) tryComplete(ctx context.Context, run string) error {
 		return err
 	}
 	if _, err := create(ctx, e.Store, summaryName(run), sum); err != nil && !errors.Is(err, checkpoint.ErrConflict) {
-		return fmt.Errorf("%w: write summary: %v", ErrTransient, err)
+		return fmt.Errorf("%w: write summary: %w", ErrTransient, err)
 	} else if err == nil {
 		e.Log.Info().Str("run", run).Int("records", sum.Records).Interface("outcomes", sum.Outcomes).
 			Float64("seconds", sum.DurationSeconds).Msg("run complete")
+		defer e.completed(ctx, run) // after the manifest says done, so the report shows the final state
 	}
 	if _, err := modify(ctx, e.Store, manifestName(run), func(m *Manifest) (*Manifest, error) {
 		if m.State == RunDone {
@@ -157,13 +158,13 @@ func (e *Engine) tryComplete(ctx context.Context, run string) error {
 		m.State, m.Updated, m.Writer = RunDone, e.now().UTC(), nonce()
 		return m, nil
 	}); err != nil {
-		return fmt.Errorf("%w: %v", ErrTransient, err)
+		return fmt.Errorf("%w: %w", ErrTransient, err)
 	}
 	// The job may start again: clear the active marker if it still names this run.
 	act, etag, err := load[Active](ctx, e.Store, activeName(man.Job))
 	if err == nil && act.Run == run {
 		if err := e.Store.Delete(ctx, activeName(man.Job), etag); err != nil && !errors.Is(err, checkpoint.ErrConflict) && !errors.Is(err, checkpoint.ErrNotFound) {
-			return fmt.Errorf("%w: clear active run: %v", ErrTransient, err)
+			return fmt.Errorf("%w: clear active run: %w", ErrTransient, err)
 		}
 	}
 	return nil
@@ -191,7 +192,7 @@ func (e *Engine) buildSummary(ctx context.Context, man *Manifest, prog *Progress
 	for _, seq := range slices.Compact(notable) {
 		ch, _, err := load[Chunk](ctx, e.Store, chunkName(man.Run, seq))
 		if err != nil {
-			return nil, fmt.Errorf("%w: read chunk %d for the summary: %v", ErrTransient, seq, err)
+			return nil, fmt.Errorf("%w: read chunk %d for the summary: %w", ErrTransient, seq, err)
 		}
 		if ch.State == ChunkDeadLettered {
 			sum.DeadLettered = append(sum.DeadLettered, DeadChunk{Seq: ch.Seq, Reason: ch.Reason, Records: len(ch.Records)})

@@ -110,10 +110,10 @@ func (l *Lease) Claim(ctx context.Context, cur *Chunk, etag checkpoint.ETag) (Cl
 			return result, nil, nil
 		}
 		if !errors.Is(err, checkpoint.ErrConflict) {
-			return 0, nil, fmt.Errorf("%w: claim chunk: %v", ErrTransient, err)
+			return 0, nil, fmt.Errorf("%w: claim chunk: %w", ErrTransient, err)
 		}
 		if cur, etag, err = load[Chunk](ctx, l.st, l.name); err != nil {
-			return 0, nil, fmt.Errorf("%w: re-read chunk: %v", ErrTransient, err)
+			return 0, nil, fmt.Errorf("%w: re-read chunk: %w", ErrTransient, err)
 		}
 	}
 }

@@ -14,20 +14,8 @@ import (
 	"dvbulk/internal/azurite/azuritetest"
 	"dvbulk/internal/checkpoint"
 	"dvbulk/internal/pipeline"
+	"dvbulk/internal/testutil"
 )
-
-// clock is a settable time source shared by the leases of a test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 const leaseTTL = 60 * time.Second
 
@@ -35,12 +23,12 @@ const leaseTTL = 60 * time.Second
 type leaseRig struct {
 	t     *testing.T
 	st    checkpoint.Store
-	clock *clock
+	clock *testutil.Clock
 	name  string
 }
 
 func newLeaseRig(t *testing.T, st checkpoint.Store) *leaseRig {
-	r := &leaseRig{t: t, st: st, clock: &clock{t: time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)}, name: chunkName("run-1", 0)}
+	r := &leaseRig{t: t, st: st, clock: testutil.NewClock(time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)), name: chunkName("run-1", 0)}
 	ch := &Chunk{Run: "run-1", State: ChunkPending, Records: []Record{{ID: "a"}, {ID: "b"}}}
 	if _, err := create(context.Background(), st, r.name, ch); err != nil {
 		t.Fatal(err)
@@ -49,7 +37,7 @@ func newLeaseRig(t *testing.T, st checkpoint.Store) *leaseRig {
 }
 
 func (r *leaseRig) lease(owner string) *Lease {
-	return newLease(r.st, r.name, owner, leaseTTL, r.clock.now, zerolog.Nop())
+	return newLease(r.st, r.name, owner, leaseTTL, r.clock.Now, zerolog.Nop())
 }
 
 // claim reads the document and claims it once.
@@ -149,11 +137,11 @@ func TestLeaseTakeoverAfterLapse(t *testing.T) {
 	if res, _ := r.claim(a); res != LeaseClaimed {
 		t.Fatalf("first claim: %v", res)
 	}
-	r.clock.add(leaseTTL / 2)
+	r.clock.Add(leaseTTL / 2)
 	if res, cur := r.claim(b); res != LeaseHeld || cur.Owner != "a" {
 		t.Fatalf("claim while a's lease is live: %v (owner %q), want held by a", res, cur.Owner)
 	}
-	r.clock.add(leaseTTL/2 + time.Second)
+	r.clock.Add(leaseTTL/2 + time.Second)
 	if res, _ := r.claim(b); res != LeaseTakenOver {
 		t.Fatalf("claim after a's lease lapsed: %v, want taken over", res)
 	}
@@ -192,17 +180,17 @@ func TestLeaseRenewalAndGuard(t *testing.T) {
 	if err := l.Checkpoint(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	r.clock.add(leaseTTL/2 + time.Second)
+	r.clock.Add(leaseTTL/2 + time.Second)
 	if !l.Renewal() {
 		t.Fatal("renewal not due in the lease's second half")
 	}
 	if err := l.Checkpoint(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.stored(); !got.Lease.Equal(r.clock.now().Add(leaseTTL)) || got.Records[1].Fields == nil {
+	if got := r.stored(); !got.Lease.Equal(r.clock.Now().Add(leaseTTL)) || got.Records[1].Fields == nil {
 		t.Fatalf("stored lease %v fields %v, want renewed to now+ttl with the change", got.Lease, got.Records[1].Fields)
 	}
-	r.clock.add(leaseTTL - leaseTTL/20) // inside the last tenth of the confirmed lease
+	r.clock.Add(leaseTTL - leaseTTL/20) // inside the last tenth of the confirmed lease
 	if err := l.Guard(); !errors.Is(err, pipeline.ErrLostOwnership) {
 		t.Fatalf("guard near expiry = %v, want ErrLostOwnership", err)
 	}

@@ -15,7 +15,7 @@ func toRecord(spec *Spec, row dataverse.Record) (Record, error) {
 	rawID, _ := row[spec.Table.Key].(string)
 	id, err := dataverse.ParseID(rawID)
 	if err != nil {
-		return Record{}, fmt.Errorf("%w: row without a valid %s: %v", ErrTransient, spec.Table.Key, err)
+		return Record{}, fmt.Errorf("%w: row without a valid %s: %w", ErrTransient, spec.Table.Key, err)
 	}
 	rec := Record{ID: id, Current: map[string]any{}}
 	if etag, ok := row["@odata.etag"].(string); ok {

@@ -64,7 +64,7 @@ func (e *Engine) resume(ctx context.Context, man *Manifest) (Result, error) {
 		return nil
 	})
 	if err != nil {
-		return res, fmt.Errorf("%w: sweep chunks of %s: %v", ErrTransient, man.Run, err)
+		return res, fmt.Errorf("%w: sweep chunks of %s: %w", ErrTransient, man.Run, err)
 	}
 	_, err = modify(ctx, e.Store, manifestName(man.Run), func(m *Manifest) (*Manifest, error) {
 		m.Updated = e.now().UTC()
@@ -72,7 +72,7 @@ func (e *Engine) resume(ctx context.Context, man *Manifest) (Result, error) {
 		return m, nil
 	})
 	if err != nil {
-		return res, fmt.Errorf("%w: %v", ErrTransient, err)
+		return res, fmt.Errorf("%w: %w", ErrTransient, err)
 	}
 	res.logf("re-enqueued %d messages for run %s", len(res.Enqueue), man.Run)
 	return res, e.tryComplete(ctx, man.Run)
