@@ -24,16 +24,19 @@ func NewLogger(w io.Writer, level zerolog.Level) zerolog.Logger {
 // enrichment URL) and the job engine over st from a validated configuration. The engine's instance
 // name is host-pid; callers that run several engines in one process (the bench) rename them.
 // Configuration problems are *SettingError.
-func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger) (*job.Engine, *dataverse.Client, error) {
-	host, _ := os.Hostname()
-	instance := fmt.Sprintf("%s-%d", host, os.Getpid())
+func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger, opts ...EngineOption) (*job.Engine, *dataverse.Client, error) {
+	instance := InstanceName()
 	log = log.With().Str("instance", instance).Logger() // on every line of this engine and its clients
 	cred, err := dataverse.CredentialFor(cfg.DataverseAuth, cfg.DataverseURL, cfg.Identity)
 	if err != nil {
 		return nil, nil, &SettingError{Name: "DATAVERSE_AUTH", Problem: err.Error()}
 	}
-	dv, err := dataverse.New(dataverse.Config{URL: cfg.DataverseURL, Credential: cred, MaxConcurrency: cfg.DVConcurrency,
-		AffinityCookie: cfg.AffinityCookie, RequestTimeout: cfg.RequestTimeout, MaxRetries: retries(cfg.MaxRetries), Logger: log})
+	dvc := dataverse.Config{URL: cfg.DataverseURL, Credential: cred, MaxConcurrency: cfg.DVConcurrency,
+		AffinityCookie: cfg.AffinityCookie, RequestTimeout: cfg.RequestTimeout, MaxRetries: retries(cfg.MaxRetries), Logger: log}
+	for _, o := range opts {
+		o(&dvc)
+	}
+	dv, err := dataverse.New(dvc)
 	if err != nil {
 		return nil, nil, &SettingError{Name: "DATAVERSE_URL", Problem: err.Error()}
 	}
@@ -59,6 +62,12 @@ func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger) (*job.Engin
 	e.Init()
 	attachTelemetry(cfg, st, e, dv, enc, log)
 	return e, dv, nil
+}
+
+// InstanceName names this process among the app's instances: host-pid.
+func InstanceName() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
 // retries maps the setting (0 = no retries) to the client's convention (negative = none).

@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"dvbulk/internal/app"
+	"dvbulk/internal/checkpoint"
 	"dvbulk/internal/job"
 )
 
@@ -37,11 +39,27 @@ func Nightly(ctx context.Context, p Profile, k Knobs, changeFraction float64, di
 		e := newEnv(p, 1)
 		e.dv.SetChangeTracking(tracking)
 		sub := filepath.Join(dir, fmt.Sprintf("nightly-%v-%d", tracking, time.Now().UnixNano()))
-		spec, engines, _, err := e.engines(k, sub)
+		st, err := checkpoint.NewDir(sub)
+		if err != nil {
+			e.stop()
+			return nil, fmt.Errorf("bench: checkpoint dir: %w", err)
+		}
+		settings := k.Settings(e.dvURL, e.enURL)
+		cfg, err := app.Load(func(name string) string { return settings[name] }, true)
+		if err != nil {
+			e.stop()
+			return nil, fmt.Errorf("bench: settings: %w", err)
+		}
+		spec := cfg.Job
+		if k.WriteBatch > 0 {
+			spec.Write.BatchSize = k.WriteBatch
+		}
+		f, err := newFleet(cfg, st, k, nil)
 		if err != nil {
 			e.stop()
 			return nil, err
 		}
+		engines := f.engines
 		night := 0
 		run := func(full bool) (NightlyResult, error) {
 			night++

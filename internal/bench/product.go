@@ -145,11 +145,32 @@ func (k Knobs) Settings(dvURL, enURL string) map[string]string {
 func Product(ctx context.Context, p Profile, scale float64, k Knobs, dir string) (Result, error) {
 	e := newEnv(p, scale)
 	defer e.stop()
-	spec, engines, dvs, err := e.engines(k, dir)
+	st, err := checkpoint.NewDir(dir)
 	if err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("bench: checkpoint dir: %w", err)
 	}
-	var dead atomic.Int64
+	settings := k.Settings(e.dvURL, e.enURL)
+	cfg, err := app.Load(func(name string) string { return settings[name] }, true)
+	if err != nil {
+		return Result{}, fmt.Errorf("bench: settings: %w", err)
+	}
+	spec := cfg.Job
+	if k.WriteBatch > 0 {
+		spec.Write.BatchSize = k.WriteBatch
+	}
+	var (
+		engines []*job.Engine
+		dvs     []*dataverse.Client
+		dead    atomic.Int64
+	)
+	for i := range k.Instances {
+		eng, dv, err := app.NewEngine(cfg, st, zerolog.Nop())
+		if err != nil {
+			return Result{}, fmt.Errorf("bench: %w", err)
+		}
+		eng.Instance = fmt.Sprintf("bench-%d", i)
+		engines, dvs = append(engines, eng), append(dvs, dv)
+	}
 	util := sampleUtilisation(ctx, e)
 	cpu0 := cpuTime()
 	start := time.Now()
@@ -165,7 +186,7 @@ func Product(ctx context.Context, p Profile, scale float64, k Knobs, dir string)
 	wall := time.Since(start)
 	cpu := cpuTime() - cpu0
 	u := util()
-	s, err := job.ReadStatus(context.WithoutCancel(ctx), engines[0].Store, run)
+	s, err := job.ReadStatus(context.WithoutCancel(ctx), st, run)
 	if err != nil {
 		return Result{}, fmt.Errorf("bench: %w", err)
 	}
@@ -200,35 +221,55 @@ func Product(ctx context.Context, p Profile, scale float64, k Knobs, dir string)
 	return r, nil
 }
 
-// engines builds k.Instances engines against e's simulators the way the custom handler builds them
-// (app.Load and app.NewEngine from the app settings of k), sharing one checkpoint directory.
-func (e *env) engines(k Knobs, dir string) (*job.Spec, []*job.Engine, []*dataverse.Client, error) {
-	st, err := checkpoint.NewDir(dir)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("bench: checkpoint dir: %w", err)
-	}
-	settings := k.Settings(e.dvURL, e.enURL)
-	cfg, err := app.Load(func(name string) string { return settings[name] }, true)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("bench: settings: %w", err)
-	}
-	spec := cfg.Job
-	if k.WriteBatch > 0 {
-		spec.Write.BatchSize = k.WriteBatch
-	}
-	var (
-		engines []*job.Engine
-		dvs     []*dataverse.Client
-	)
+// fleet is the product's instances: engines with their own clients, one store, one in-process queue.
+type fleet struct {
+	engines []*job.Engine
+	dvs     []*dataverse.Client
+	dead    atomic.Int64
+}
+
+// newFleet builds k.Instances engines from cfg as the custom handler builds them; opts gives an
+// instance's extra options (nil: none).
+func newFleet(cfg *app.Config, st checkpoint.Store, k Knobs, opts func(i int, name string) []app.EngineOption) (*fleet, error) {
+	f := &fleet{}
 	for i := range k.Instances {
-		eng, dv, err := app.NewEngine(cfg, st, zerolog.Nop())
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("bench: %w", err)
+		name := fmt.Sprintf("bench-%d", i)
+		var o []app.EngineOption
+		if opts != nil {
+			o = opts(i, name)
 		}
-		eng.Instance = fmt.Sprintf("bench-%d", i)
-		engines, dvs = append(engines, eng), append(dvs, dv)
+		eng, dv, err := app.NewEngine(cfg, st, zerolog.Nop(), o...)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		eng.Instance = name
+		f.engines, f.dvs = append(f.engines, eng), append(f.dvs, dv)
 	}
-	return spec, engines, dvs, nil
+	return f, nil
+}
+
+// run starts spec and processes its messages until none is left; it fails if the run did not
+// complete.
+func (f *fleet) run(ctx context.Context, spec *job.Spec, k Knobs, st checkpoint.Store) (time.Duration, error) {
+	start := time.Now()
+	run := job.RunID(spec.Name, start)
+	first, err := f.engines[0].Start(ctx, spec, job.StartOptions{Run: run, Trigger: "bench", At: start})
+	if err != nil {
+		return 0, fmt.Errorf("bench: start: %w", err)
+	}
+	q := &job.LocalQueue{Engines: f.engines, Workers: k.Instances * k.Messages, DeadLetters: func(string) { f.dead.Add(1) }}
+	if err := q.Run(ctx, first); err != nil {
+		return 0, fmt.Errorf("bench: run: %w", err)
+	}
+	wall := time.Since(start)
+	s, err := job.ReadStatus(context.WithoutCancel(ctx), st, run)
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	if s.Summary == nil {
+		return 0, fmt.Errorf("bench: run %s did not complete (%d dead letters)", run, f.dead.Load())
+	}
+	return wall, nil
 }
 
 func byKind(m map[string]int64) string {

@@ -29,10 +29,12 @@ type Options struct {
 	SeedBudget          time.Duration // wall time after which the seed pattern is cut and extrapolated
 	Knobs               map[string]Knobs
 	// Only, when set, runs just these strategies ("sequential", "seed", "product") or sections
-	// ("nightly": full vs incremental nightly runs).
-	Only      map[string]bool
-	Memory    *MemoryOptions // nil skips the memory measurement
-	Dir       string         // scratch directory
+	// ("nightly": full vs incremental nightly runs; "scale-out").
+	Only   map[string]bool
+	Memory *MemoryOptions // nil skips the memory measurement
+	// ScaleOut, when set, also prints the scale-out table (Only "scale-out" prints just that).
+	ScaleOut  *ScaleOutOptions
+	Dir       string // scratch directory
 	GoVersion string
 }
 
@@ -52,7 +54,7 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		runtime.GC()
 	}
 	for _, p := range o.Profiles {
-		if onlyNightly(o.Only) {
+		if len(o.Only) == 1 && (o.Only["scale-out"] || o.Only["nightly"]) {
 			break
 		}
 		if err := runProfile(ctx, o, p, w); err != nil {
@@ -73,6 +75,11 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 				return err
 			}
 			WriteNightly(w, p, rs)
+		}
+	}
+	if o.ScaleOut != nil && (len(o.Only) == 0 || o.Only["scale-out"]) {
+		if err := RunScaleOut(ctx, *o.ScaleOut, w); err != nil {
+			return err
 		}
 	}
 	if o.Memory != nil {
@@ -224,9 +231,6 @@ func verdict(w io.Writer, p Profile, b Bounds, r, seed, seq, tuned *Result) {
 	}
 	fmt.Fprintf(w, "records lost:          %d of %d, inactive touched %d  %s\n", r.Lost, r.Checked, r.Touched, mark(r.Lost == 0 && r.Touched == 0))
 }
-
-// onlyNightly reports whether only the nightly section was asked for.
-func onlyNightly(only map[string]bool) bool { return len(only) == 1 && only["nightly"] }
 
 func mark(ok bool) string {
 	if ok {

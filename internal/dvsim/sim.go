@@ -18,6 +18,8 @@
 //     and does not grow, so a storm ends when it says it does.
 //   - RequestsDuringRetryAfter identifies a client by its x-ms-client-session-id (else its user),
 //     and ignores requests arriving within a short delivery grace after the 429 was written.
+//     RequestsIntoPenalty is the service's own view: per user (the bearer token) per web server,
+//     so several processes of one application user count together.
 package dvsim
 
 import (
