@@ -326,3 +326,29 @@ func customAppRoot(t *testing.T, queues map[string]any, functionTimeout string) 
 	}
 	return dir
 }
+
+// waitEnded waits until every invocation in invs has ended (answered, failed or been cut off by the
+// host), so a test reads their final logs.
+func (r *rig) waitEnded(ctx context.Context, invs []funcemu.Invocation) {
+	r.t.Helper()
+	want := map[string]bool{}
+	for _, inv := range invs {
+		want[inv.ID] = true
+	}
+	for {
+		open := 0
+		for _, inv := range r.host.Invocations() {
+			if want[inv.ID] && inv.End.IsZero() {
+				open++
+			}
+		}
+		if open == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			r.t.Fatalf("%d invocations never ended: %v", open, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -164,14 +165,52 @@ func TestStaleOwnerResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	frozen := r.host.InFlight(0)
-	// Past the queue lease (4 s) and the chunk lease (DVBULK_LEASE=4s): instance 1 takes over.
+	mine := map[int]bool{} // the chunks of the frozen invocations
+	for _, inv := range frozen {
+		if m, err := job.DecodeMessage([]byte(inv.Body)); err == nil && m.Kind == job.KindChunk {
+			mine[m.Seq] = true
+		}
+	}
+	held := map[int]string{} // chunk -> its owner at the freeze (instance 0's workers)
+	if err := r.eachChunk(ctx, run, func(c *job.Chunk) {
+		if mine[c.Seq] && c.State == job.ChunkPending {
+			held[c.Seq] = c.Owner
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(held) == 0 {
+		t.Fatalf("instance 0 froze holding no unfinished chunk (%d invocations frozen)", len(frozen))
+	}
+	// Past the queue lease (4 s) and the chunk lease (DVBULK_LEASE=4s); then stay frozen until instance 1
+	// has taken at least one of the held chunks over (it may be busy with its own chunks for a while on a
+	// loaded machine), so the resume always meets a takeover.
 	time.Sleep(6 * time.Second)
+	for taken := false; !taken; {
+		if err := r.eachChunk(ctx, run, func(c *job.Chunk) {
+			if owner, ok := held[c.Seq]; ok && (c.Owner != owner || c.State != job.ChunkPending) {
+				taken = true
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !taken {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("instance 1 never took over a chunk of the frozen instance: %v", ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
 	if err := r.host.Resume(0); err != nil {
 		t.Fatal(err)
 	}
 	sum := r.waitSummary(ctx, run)
 	checkCounts(t, sum, accounts)
 	r.checkEnriched()
+	// The summary can be written by instance 1 while the resumed invocations are still finishing what
+	// they had on the wire when they froze: wait for their answers before reading their logs.
+	r.waitEnded(ctx, frozen)
 
 	// Invocations of the resumed instance that found their chunk taken over or finished by another
 	// worker ("ownership lost to another worker" / "finished by another worker").
@@ -182,7 +221,15 @@ func TestStaleOwnerResumes(t *testing.T) {
 		}
 	}
 	if lost == 0 {
-		t.Errorf("the resumed instance never noticed it had lost its chunks (%d invocations frozen)", len(frozen))
+		var ends []string
+		for _, inv := range r.host.Invocations() {
+			for _, f := range frozen {
+				if inv.ID == f.ID {
+					ends = append(ends, fmt.Sprintf("status %d err %q logs %q", inv.Status, inv.Err, inv.Logs))
+				}
+			}
+		}
+		t.Errorf("the resumed instance never noticed it had lost its chunks (%d invocations frozen): %s", len(frozen), strings.Join(ends, "; "))
 	}
 	c := r.dv.Counters()
 	repeated := 0
