@@ -42,7 +42,7 @@ type throttle struct {
 }
 
 // hotFor is how long after a 429 the budget counts as binding: Dataverse's 5-minute window. While
-// it binds, a request starts only on a view of the shared state read after this instance's previous
+// it binds (and while a cold start ramps up), a request starts only on a view of the shared state read after this instance's previous
 // request finished (see Budget.View), which costs the budget-bound cluster nothing and keeps an
 // instance from sending into a penalty another one was told about a moment ago.
 const hotFor = 5 * time.Minute
@@ -58,9 +58,6 @@ func newThrottle(maxConc int, base, max time.Duration, b Budget) *throttle {
 		// each would start at the whole hint: start at one request and double per window of
 		// successes instead ("ramp up gradually until you hit limits"), until the first 429.
 		t.limit, t.slowStart = 1, true
-		// A cold start is the first moment the budget may bind with nobody warned yet: the first
-		// window of the client's life counts as binding too (see hotFor).
-		t.hotUntil = time.Now().Add(hotFor)
 	}
 	return t
 }
@@ -96,7 +93,11 @@ func (t *throttle) observe(ctx context.Context, fresh bool) {
 	var after time.Time
 	if fresh {
 		t.mu.Lock()
-		if time.Now().Before(t.hotUntil) {
+		// Binding: a 429 was seen in the last window, or the client is still ramping up from its
+		// cold start (instances that start together learn of each other's first 429 only through
+		// the store). Once the ramp reaches this instance's share without a 429, requests go out
+		// on the view in memory: a budget that does not bind costs no waiting.
+		if time.Now().Before(t.hotUntil) || (t.slowStart && t.limit < t.ceilingLocked()) {
 			after = t.lastDone
 		}
 		t.mu.Unlock()
