@@ -219,6 +219,9 @@ func (s *Sim) route(r *http.Request, body []byte, top bool) *answer {
 		kind("action", 1)
 		return s.action(strings.ToLower(m[1]), m[2])
 	}
+	if a := s.routeTable(r, path, body, kind); a != nil {
+		return a
+	}
 	seg := setRE.FindString(path)
 	return errAnswer(http.StatusNotFound, "0x8006088a", fmt.Sprintf("Resource not found for the segment '%s'.", seg))
 }
@@ -383,6 +386,9 @@ func (s *Sim) probe(r *http.Request) *answer {
 	f := r.URL.Query().Get("$filter")
 	if !s.cfg.NoUpdateMultiple && strings.Contains(f, "'UpdateMultiple'") && strings.Contains(f, "'account'") {
 		value = append(value, map[string]string{"sdkmessagefilterid": "6b1c5b4e-0000-4000-8000-00000000f11e"})
+	}
+	if s.tableSupports(f) {
+		value = append(value, map[string]string{"sdkmessagefilterid": "6b1c5b4e-0000-4000-8000-00000000f11f"})
 	}
 	return jsonAnswer(http.StatusOK, map[string]any{"value": value}, s.cfg.Cost.PageRead/10)
 }
