@@ -160,6 +160,9 @@ func demo(ctx context.Context, sf simFlags, instances int, dir string, keep bool
 	return nil
 }
 
+// since formats a duration for people.
+func since(t time.Time) string { return time.Since(t).Round(100 * time.Millisecond).String() }
+
 // appRoot finds the function app folder (host.json) from the working directory or the binary's.
 func appRoot(exe string) (string, error) {
 	wd, _ := os.Getwd()

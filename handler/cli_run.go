@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"dvbulk/internal/app"
 	"dvbulk/internal/job"
 )
 
@@ -56,17 +57,17 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 		return 2
 	}
 	env := overlay(getenv, map[string]string{"DVBULK_JOB": *jobRef})
-	cfg, err := loadConfig(env, true)
+	cfg, err := app.Load(env, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "dvbulk run: %v\n", err)
 		return 2
 	}
-	log := newLogger(stderr, cfg.LogLevel)
-	st, err := openStore(ctx, cfg, *storeKind, env)
+	log := app.NewLogger(stderr, cfg.LogLevel)
+	st, err := app.OpenStore(ctx, cfg, *storeKind)
 	if err != nil {
 		return reportErr(stderr, "run", err)
 	}
-	eng, _, err := newEngine(cfg, st, env, log)
+	eng, _, err := app.NewEngine(cfg, st, log)
 	if err != nil {
 		return reportErr(stderr, "run", err)
 	}
@@ -153,7 +154,7 @@ func usageError(err error) int {
 // reportErr prints a failure; configuration problems exit 2, the rest 1.
 func reportErr(stderr io.Writer, cmd string, err error) int {
 	fmt.Fprintf(stderr, "dvbulk %s: %v\n", cmd, err)
-	var se *settingError
+	var se *app.SettingError
 	if errors.As(err, &se) {
 		return 2
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 
+	"dvbulk/internal/app"
 	"dvbulk/internal/job"
 )
 
@@ -41,12 +42,12 @@ func cmdStatus(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintf(stderr, "dvbulk status: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	cfg, err := loadConfig(getenv, false)
+	cfg, err := app.Load(getenv, false)
 	if err != nil {
 		fmt.Fprintf(stderr, "dvbulk status: %v\n", err)
 		return 2
 	}
-	st, err := openStore(ctx, cfg, *storeKind, getenv)
+	st, err := app.OpenStore(ctx, cfg, *storeKind)
 	if err != nil {
 		return reportErr(stderr, "status", err)
 	}

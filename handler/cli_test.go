@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 )
@@ -83,35 +81,5 @@ func TestHelpForEverySubcommand(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"run", "--workers", "0"}, envOf(nil), &out, &errb); code != 2 {
 		t.Fatalf("bad flag value: exit %d", code)
-	}
-}
-
-// TestLocalSettingsListsEverySetting keeps local.settings.json and the settings table in step.
-func TestLocalSettingsListsEverySetting(t *testing.T) {
-	data, err := os.ReadFile("../local.settings.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ls struct{ Values map[string]string }
-	if err := json.Unmarshal(data, &ls); err != nil {
-		t.Fatal(err)
-	}
-	readme, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range settings {
-		if s.Name == "ENRICHMENT_API_KEY" {
-			continue // a secret: never in a committed file
-		}
-		if _, ok := ls.Values[s.Name]; !ok {
-			t.Errorf("local.settings.json lacks %s", s.Name)
-		}
-		if !strings.Contains(string(readme), "`"+s.Name+"`") {
-			t.Errorf("README settings table lacks %s", s.Name)
-		}
-	}
-	if ls.Values["FUNCTIONS_WORKER_RUNTIME"] != "custom" {
-		t.Error("FUNCTIONS_WORKER_RUNTIME must be custom")
 	}
 }

@@ -12,7 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"syscall"
-	"time"
+
+	"dvbulk/internal/app"
 )
 
 func main() {
@@ -77,27 +78,28 @@ func serveHandler(ctx context.Context, getenv func(string) string, stdout, stder
 		fmt.Fprintf(stderr, "dvbulk: FUNCTIONS_CUSTOMHANDLER_PORT must be a TCP port (the Functions host sets it), got %q; run 'dvbulk --help' for the CLI\n", getenv("FUNCTIONS_CUSTOMHANDLER_PORT"))
 		return 2
 	}
-	cfg, err := loadConfig(getenv, true)
+	cfg, err := app.Load(getenv, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "dvbulk: %v\n", err)
 		return 2
 	}
-	log := newLogger(stdout, cfg.LogLevel)
-	kind := getenv("DVBULK_CHECKPOINT_STORE")
-	if kind == "" {
-		kind = "blob"
+	hs, err := app.ReadHost(getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "dvbulk: %v\n", err)
+		return 2
 	}
-	st, err := openStoreRetrying(ctx, cfg, kind, getenv)
+	log := app.NewLogger(stdout, cfg.LogLevel)
+	kind := cfg.StoreKind
+	st, err := app.OpenStoreRetrying(ctx, cfg, kind)
 	if err != nil {
 		fmt.Fprintf(stderr, "dvbulk: %v\n", err)
 		return reportErr(io.Discard, "", err)
 	}
-	eng, _, err := newEngine(cfg, st, getenv, log)
+	eng, _, err := app.NewEngine(cfg, st, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "dvbulk: %v\n", err)
 		return 2
 	}
-	hs := readHostJSON(getenv)
 	eng.Opt.MaxDequeue = hs.MaxDequeueCount
 	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
@@ -106,31 +108,10 @@ func serveHandler(ctx context.Context, getenv func(string) string, stdout, stder
 	}
 	log.Info().Str("job", cfg.Job.Name).Str("store", kind).Dur("function_timeout", hs.FunctionTimeout).
 		Int("max_dequeue", hs.MaxDequeueCount).Str("instance", eng.Instance).Msg("custom handler ready")
-	srv := newServer(&app{engine: eng, spec: cfg.Job, log: log}, log, hs.FunctionTimeout)
+	srv := newServer(&functionApp{engine: eng, spec: cfg.Job, log: log}, log, hs.FunctionTimeout)
 	if err := srv.serve(ctx, ln); err != nil {
 		log.Error().Err(err).Msg("server stopped")
 		return 1
 	}
 	return 0
-}
-
-// openStoreRetrying tolerates storage that is briefly unreachable at start (the host would restart
-// the worker anyway, but a few quick retries keep a cold start from failing).
-func openStoreRetrying(ctx context.Context, cfg *config, kind string, getenv func(string) string) (store, error) {
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		var st store
-		if st, err = openStore(ctx, cfg, kind, getenv); err == nil {
-			return st, nil
-		}
-		if _, isSetting := err.(*settingError); isSetting {
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(time.Duration(attempt+1) * time.Second):
-		}
-	}
-	return nil, err
 }

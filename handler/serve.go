@@ -2,15 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -28,61 +24,6 @@ const (
 	bindMessage = "message"
 	maxBody     = 4 << 20 // a queue message is at most 64 KiB; a timer payload is tiny
 )
-
-// hostSettings are the host.json values the handler itself needs.
-type hostSettings struct {
-	FunctionTimeout time.Duration
-	MaxDequeueCount int
-}
-
-// readHostJSON reads host.json from the app root (FUNCTIONS_APP_ROOT_PATH, else the working
-// directory). Missing values take the host's defaults.
-func readHostJSON(getenv func(string) string) hostSettings {
-	hs := hostSettings{FunctionTimeout: 10 * time.Minute, MaxDequeueCount: 5}
-	root := getenv("FUNCTIONS_APP_ROOT_PATH")
-	if root == "" {
-		root, _ = os.Getwd()
-	}
-	data, err := os.ReadFile(filepath.Join(root, "host.json"))
-	if err != nil {
-		return hs
-	}
-	var h struct {
-		FunctionTimeout string
-		Extensions      struct {
-			Queues struct{ MaxDequeueCount int }
-		}
-	}
-	if json.Unmarshal(data, &h) != nil {
-		return hs
-	}
-	if d, ok := parseTimeSpan(h.FunctionTimeout); ok {
-		hs.FunctionTimeout = d
-	}
-	if h.Extensions.Queues.MaxDequeueCount > 0 {
-		hs.MaxDequeueCount = h.Extensions.Queues.MaxDequeueCount
-	}
-	return hs
-}
-
-// parseTimeSpan reads a .NET TimeSpan "hh:mm:ss" (or "d.hh:mm:ss"); "-1" means unbounded.
-func parseTimeSpan(s string) (time.Duration, bool) {
-	if s == "-1" {
-		return 24 * time.Hour, true
-	}
-	days := 0
-	if d, rest, ok := strings.Cut(s, "."); ok && !strings.Contains(d, ":") {
-		if _, err := fmt.Sscanf(d, "%d", &days); err != nil {
-			return 0, false
-		}
-		s = rest
-	}
-	var h, m, sec int
-	if n, err := fmt.Sscanf(s, "%d:%d:%d", &h, &m, &sec); err != nil || n != 3 {
-		return 0, false
-	}
-	return time.Duration(days*24+h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(sec)*time.Second, true
-}
 
 // server serves the custom-handler protocol.
 type server struct {

@@ -174,17 +174,6 @@ func TestInvocationDeadlineInsideFunctionTimeout(t *testing.T) {
 	}
 }
 
-func TestParseTimeSpan(t *testing.T) {
-	for in, want := range map[string]time.Duration{"00:10:00": 10 * time.Minute, "01:00:00": time.Hour, "1.00:00:00": 24 * time.Hour} {
-		if got, ok := parseTimeSpan(in); !ok || got != want {
-			t.Errorf("parseTimeSpan(%q) = %v %v", in, got, ok)
-		}
-	}
-	if _, ok := parseTimeSpan("ten minutes"); ok {
-		t.Error("accepted garbage")
-	}
-}
-
 func TestShutdownCancelsInFlight(t *testing.T) {
 	started := make(chan struct{})
 	var sawCancel bool

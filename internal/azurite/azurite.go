@@ -1,5 +1,6 @@
 // Package azurite installs (from package.json / package-lock.json beside this file) and starts the
-// pinned Azurite storage emulator on free loopback ports, for integration tests and the demo.
+// pinned Azurite storage emulator on free loopback ports, for integration tests (through
+// azuritetest.Start) and the demo.
 package azurite
 
 import (
@@ -11,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"testing"
 	"time"
 
 	"dvbulk/internal/netutil"
@@ -26,7 +26,11 @@ const (
 // Options tune a server.
 type Options struct {
 	Persist string // a directory for --location (data survives Restart); "" = in memory
+	LogFile string // where Azurite's output goes; "" = discarded
 }
+
+// ErrNotInstalled means the pinned Azurite is not installed (run `make azurite`).
+var ErrNotInstalled = errors.New("azurite: not installed")
 
 // Server is a running azurite-blob.
 type Server struct {
@@ -63,37 +67,23 @@ func Binary() (string, error) {
 	}
 	bin := filepath.Join(dir, "node_modules", ".bin", "azurite-blob")
 	if _, err := os.Stat(bin); err != nil {
-		return "", fmt.Errorf("azurite: not installed (run `make azurite` or `npm ci` in %s)", dir)
+		return "", fmt.Errorf("%w (run `make azurite` or `npm ci` in %s)", ErrNotInstalled, dir)
 	}
 	return bin, nil
 }
 
-// Start launches Azurite for a test and stops it in t.Cleanup. Without Azurite installed the test is
-// skipped, except in CI (env CI set), where that is a failure.
-func Start(t testing.TB, opts Options) *Server {
-	t.Helper()
-	bin, err := Binary()
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	s := &Server{bin: bin, opts: opts, logFile: filepath.Join(t.TempDir(), "azurite.log")}
-	if err := s.launch(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Stop)
-	return s
-}
-
-// Launch starts Azurite outside a test (the demo); call Stop when done.
+// Launch starts Azurite; call Stop when done. Tests use azuritetest.Start, which stops it at the
+// end of the test.
 func Launch(opts Options) (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin, opts: opts, logFile: os.DevNull}
+	logFile := opts.LogFile
+	if logFile == "" {
+		logFile = os.DevNull
+	}
+	s := &Server{bin: bin, opts: opts, logFile: logFile}
 	return s, s.launch()
 }
 

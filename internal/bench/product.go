@@ -5,16 +5,18 @@ import (
 	"fmt"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"dvbulk/internal/app"
 	"dvbulk/internal/checkpoint"
 	"dvbulk/internal/dataverse"
-	"dvbulk/internal/enrich"
 	"dvbulk/internal/job"
+	"dvbulk/internal/pipeline"
 )
 
 // Knobs are the operator settings the product runs with (the app settings of the same names).
@@ -41,7 +43,7 @@ func DefaultKnobs(p Profile) Knobs {
 		inst = 1
 	}
 	k := Knobs{Instances: inst, DVConcurrency: max(1, p.DOPHint/inst), EnrichConcurrency: max(1, p.EnrichConcurrency/inst),
-		EnrichBatch: p.EnrichBatch, ChunkSize: 500, WriteBatch: 100, WriteWorkers: 4, Messages: 6, FlushInterval: 2 * time.Second}
+		EnrichBatch: p.EnrichBatch, ChunkSize: job.DefaultChunkSize, WriteBatch: dataverse.DefaultWriteBatch, WriteWorkers: pipeline.DefaultWriteWorkers, Messages: 6, FlushInterval: 2 * time.Second}
 	// One chunk alone can fill the instance's enrichment allowance (its client caps all chunks together).
 	k.TransformWorkers = k.EnrichConcurrency
 	if p.DOPHint < 8 {
@@ -83,9 +85,24 @@ func (k Knobs) String() string {
 		k.Instances, k.DVConcurrency, k.EnrichConcurrency, k.EnrichBatch, k.Messages, k.TransformWorkers, k.WriteWorkers, k.ChunkSize, k.WriteBatch, k.FlushInterval)
 }
 
+// Settings are the app settings of one instance running with k against the simulators at dvURL and
+// enURL: what an operator would put in the Function App's configuration.
+func (k Knobs) Settings(dvURL, enURL string) map[string]string {
+	return map[string]string{
+		"DATAVERSE_URL": dvURL, "DATAVERSE_AUTH": "none", "ENRICHMENT_URL": enURL,
+		"DVBULK_DATAVERSE_CONCURRENCY": strconv.Itoa(k.DVConcurrency),
+		"ENRICHMENT_CONCURRENCY":       strconv.Itoa(k.EnrichConcurrency),
+		"ENRICHMENT_BATCH_SIZE":        strconv.Itoa(k.EnrichBatch),
+		"DVBULK_CHUNK_SIZE":            strconv.Itoa(k.ChunkSize),
+		"DVBULK_TRANSFORM_WORKERS":     strconv.Itoa(k.TransformWorkers),
+		"DVBULK_WRITE_WORKERS":         strconv.Itoa(k.WriteWorkers),
+		"DVBULK_FLUSH_INTERVAL":        k.FlushInterval.String(),
+	}
+}
+
 // Product runs the real planner and chunk pipeline: several engines (instances), each with its own
-// Dataverse and enrichment clients wired like handler/wire.go, sharing one local checkpoint
-// directory and one in-process queue.
+// Dataverse and enrichment clients built by app.NewEngine from the app settings of k (as the custom
+// handler builds them), sharing one local checkpoint directory and one in-process queue.
 func Product(ctx context.Context, p Profile, scale float64, k Knobs, dir string) (Result, error) {
 	e := newEnv(p, scale)
 	defer e.stop()
@@ -93,10 +110,12 @@ func Product(ctx context.Context, p Profile, scale float64, k Knobs, dir string)
 	if err != nil {
 		return Result{}, fmt.Errorf("bench: checkpoint dir: %w", err)
 	}
-	spec, err := job.Lookup("nightly-enrichment")
+	settings := k.Settings(e.dvURL, e.enURL)
+	cfg, err := app.Load(func(name string) string { return settings[name] }, true)
 	if err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("bench: settings: %w", err)
 	}
+	spec := cfg.Job
 	spec.Write.BatchSize = k.WriteBatch
 	var (
 		engines []*job.Engine
@@ -104,19 +123,11 @@ func Product(ctx context.Context, p Profile, scale float64, k Knobs, dir string)
 		dead    atomic.Int64
 	)
 	for i := range k.Instances {
-		dv, err := dataverse.New(dataverse.Config{URL: e.dvURL, MaxConcurrency: k.DVConcurrency, Logger: zerolog.Nop()})
+		eng, dv, err := app.NewEngine(cfg, st, zerolog.Nop())
 		if err != nil {
 			return Result{}, fmt.Errorf("bench: %w", err)
 		}
-		en, err := enrich.New(enrich.Config{URL: e.enURL, BatchSize: k.EnrichBatch, Concurrency: k.EnrichConcurrency, Logger: zerolog.Nop()})
-		if err != nil {
-			return Result{}, fmt.Errorf("bench: %w", err)
-		}
-		eng := &job.Engine{Store: st, DV: dv, Enricher: en, Log: zerolog.Nop(), Instance: fmt.Sprintf("bench-%d", i),
-			Opt: job.Options{ChunkSize: k.ChunkSize, TransformBatch: k.EnrichBatch,
-				TransformWorkers: k.TransformWorkers, WriteWorkers: k.WriteWorkers, FlushInterval: k.FlushInterval},
-		}
-		eng.Init()
+		eng.Instance = fmt.Sprintf("bench-%d", i)
 		engines, dvs = append(engines, eng), append(dvs, dv)
 	}
 	util := sampleUtilisation(ctx, e)

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
@@ -34,43 +33,17 @@ type BlobConfig struct {
 	ClientOptions    *azblob.ClientOptions // tests inject transports and policies for faults
 }
 
-// FromEnv reads a Functions storage connection setting (e.g. AzureWebJobsStorage): the connection
-// string itself, or the identity-based form <name>__blobServiceUri / <name>__accountName with
-// optional <name>__credential=managedidentity and <name>__clientId.
-func FromEnv(name string, getenv func(string) string) (BlobConfig, error) {
-	if cs := strings.TrimSpace(getenv(name)); cs != "" {
-		if strings.EqualFold(strings.ReplaceAll(cs, " ", ""), "UseDevelopmentStorage=true") {
-			return BlobConfig{ConnectionString: DevelopmentConnectionString}, nil
-		}
-		if err := checkConnectionString(cs); err != nil {
-			return BlobConfig{}, fmt.Errorf("%s: %w", name, err)
-		}
-		return BlobConfig{ConnectionString: cs}, nil
+// ParseConnectionString checks a storage connection string (or UseDevelopmentStorage=true, which
+// means Azurite's development account) without echoing a key in its errors.
+func ParseConnectionString(cs string) (BlobConfig, error) {
+	cs = strings.TrimSpace(cs)
+	if strings.EqualFold(strings.ReplaceAll(cs, " ", ""), "UseDevelopmentStorage=true") {
+		return BlobConfig{ConnectionString: DevelopmentConnectionString}, nil
 	}
-	uri := getenv(name + "__blobServiceUri")
-	if uri == "" {
-		if acct := getenv(name + "__accountName"); acct != "" {
-			uri = "https://" + acct + ".blob.core.windows.net/"
-		}
+	if err := checkConnectionString(cs); err != nil {
+		return BlobConfig{}, err
 	}
-	if uri == "" {
-		return BlobConfig{}, fmt.Errorf("%s is not set (a connection string, UseDevelopmentStorage=true, or %s__blobServiceUri / %s__accountName)", name, name, name)
-	}
-	var cred azcore.TokenCredential
-	var err error
-	if strings.EqualFold(getenv(name+"__credential"), "managedidentity") {
-		opts := &azidentity.ManagedIdentityCredentialOptions{}
-		if id := getenv(name + "__clientId"); id != "" {
-			opts.ID = azidentity.ClientID(id)
-		}
-		cred, err = azidentity.NewManagedIdentityCredential(opts)
-	} else {
-		cred, err = azidentity.NewDefaultAzureCredential(nil)
-	}
-	if err != nil {
-		return BlobConfig{}, fmt.Errorf("%s: credential: %w", name, err)
-	}
-	return BlobConfig{ServiceURL: uri, Credential: cred}, nil
+	return BlobConfig{ConnectionString: cs}, nil
 }
 
 func checkConnectionString(cs string) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 
 	"dvbulk/internal/azurite"
+	"dvbulk/internal/azurite/azuritetest"
 	"dvbulk/internal/checkpoint"
 	"dvbulk/internal/checkpoint/checkpointtest"
 )
@@ -33,7 +34,7 @@ func TestDir(t *testing.T) {
 }
 
 func TestBlobOnAzurite(t *testing.T) {
-	srv := azurite.Start(t, azurite.Options{})
+	srv := azuritetest.Start(t, azurite.Options{})
 	n := 0
 	checkpointtest.Run(t, func(t *testing.T) checkpoint.Store {
 		n++
@@ -59,7 +60,7 @@ func (d *dropFirstAnswer) Do(req *policy.Request) (*http.Response, error) {
 }
 
 func TestBlobResolvesAmbiguousWrites(t *testing.T) {
-	srv := azurite.Start(t, azurite.Options{})
+	srv := azuritetest.Start(t, azurite.Options{})
 	ctx := context.Background()
 	for _, op := range []string{"create", "update"} {
 		t.Run(op, func(t *testing.T) {
@@ -137,16 +138,15 @@ func TestDirAcrossProcesses(t *testing.T) {
 	}
 }
 
-func TestFromEnvAndRedact(t *testing.T) {
-	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-	bc, err := checkpoint.FromEnv("AzureWebJobsStorage", env(map[string]string{"AzureWebJobsStorage": "UseDevelopmentStorage=true"}))
+func TestParseConnectionStringAndRedact(t *testing.T) {
+	bc, err := checkpoint.ParseConnectionString("UseDevelopmentStorage=true")
 	if err != nil || !strings.Contains(bc.ConnectionString, "devstoreaccount1") {
 		t.Fatalf("UseDevelopmentStorage=true -> %v %v", bc, err)
 	}
-	if _, err := checkpoint.FromEnv("AzureWebJobsStorage", env(nil)); err == nil || !strings.Contains(err.Error(), "AzureWebJobsStorage") {
-		t.Fatalf("unset -> %v, want an error naming the setting", err)
+	if _, err := checkpoint.ParseConnectionString("AccountName=a;AccountKey=c2VjcmV0"); err != nil {
+		t.Fatalf("a good string -> %v", err)
 	}
-	_, err = checkpoint.FromEnv("AzureWebJobsStorage", env(map[string]string{"AzureWebJobsStorage": "AccountKey=c2VjcmV0"}))
+	_, err = checkpoint.ParseConnectionString("AccountKey=c2VjcmV0")
 	if err == nil || strings.Contains(err.Error(), "c2VjcmV0") {
 		t.Fatalf("bad string -> %v (must fail without echoing the key)", err)
 	}
@@ -161,7 +161,7 @@ func TestFromEnvAndRedact(t *testing.T) {
 // redo finished work as if it had never been checkpointed). Create makes the container again, so new
 // work can start; the lost documents stay lost.
 func TestBlobContainerDeleted(t *testing.T) {
-	srv := azurite.Start(t, azurite.Options{})
+	srv := azuritetest.Start(t, azurite.Options{})
 	ctx := context.Background()
 	st, err := checkpoint.NewBlob(ctx, checkpoint.BlobConfig{ConnectionString: srv.ConnectionString(), Container: "wiped"})
 	if err != nil {

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 
+	"dvbulk/internal/backoff"
 	"dvbulk/internal/ctxutil"
 )
 
@@ -76,7 +76,7 @@ func (c *Client) ChangeSet(ctx context.Context, t Table, ups []Update, o WriteOp
 		cause := fmt.Errorf("dataverse: change set %s: %w", t.EntitySet, failed.Err())
 		if transient && round < c.cfg.MaxRetries {
 			c.retried(ctx, 1)
-			if err := ctxutil.Sleep(ctx, rand.N(backoffCap(c.cfg.RetryBaseDelay, c.cfg.RetryMaxDelay, round)+1)); err != nil {
+			if err := ctxutil.Sleep(ctx, backoff.Wait(c.cfg.RetryBaseDelay, c.cfg.RetryMaxDelay, round)); err != nil {
 				w.failAll(ps, err)
 				return results, fmt.Errorf("dataverse: change set %s: %w", t.EntitySet, err)
 			}

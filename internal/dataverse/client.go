@@ -12,7 +12,6 @@ package dataverse
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -21,9 +20,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"dvbulk/internal/netutil"
+
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 )
 
@@ -58,14 +60,18 @@ type Config struct {
 }
 
 const (
-	apiPath               = "/api/data/v9.2/"
-	defaultMaxConcurrency = 52
-	defaultRequestTimeout = 2 * time.Minute
-	defaultMaxRetries     = 8
-	defaultThrottleRetry  = 20
-	defaultBaseDelay      = time.Second
-	defaultMaxDelay       = 30 * time.Second
-	maxResponseBytes      = 64 << 20 // a 5000-row page or a 1000-part batch response is far smaller
+	apiPath = "/api/data/v9.2/"
+	// DefaultMaxConcurrency is the service protection limit of concurrent requests per user per web
+	// server ("Service protection API limits"); the app setting DVBULK_DATAVERSE_CONCURRENCY defaults to it.
+	DefaultMaxConcurrency = 52
+	// DefaultRequestTimeout bounds one attempt (DVBULK_REQUEST_TIMEOUT's default).
+	DefaultRequestTimeout = 2 * time.Minute
+	// DefaultMaxRetries is the transient-failure budget per request (DVBULK_MAX_RETRIES's default).
+	DefaultMaxRetries    = 8
+	defaultThrottleRetry = 20
+	defaultBaseDelay     = time.Second
+	defaultMaxDelay      = 30 * time.Second
+	maxResponseBytes     = 64 << 20 // a 5000-row page or a 1000-part batch response is far smaller
 	// maxOpsPerBatch is Dataverse's documented limit of operations in one $batch.
 	maxOpsPerBatch = 1000
 )
@@ -98,19 +104,19 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataverse: URL: %w", err)
 	}
-	loop := isLoopback(root.Hostname())
+	loop := netutil.IsLoopback(root.Hostname())
 	if cfg.Credential == nil && !loop {
 		return nil, fmt.Errorf("dataverse: a credential is required for non-loopback URL %s", root.Host)
 	}
 	if cfg.MaxConcurrency <= 0 {
-		cfg.MaxConcurrency = defaultMaxConcurrency
+		cfg.MaxConcurrency = DefaultMaxConcurrency
 	}
 	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = defaultRequestTimeout
+		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	switch {
 	case cfg.MaxRetries == 0:
-		cfg.MaxRetries = defaultMaxRetries
+		cfg.MaxRetries = DefaultMaxRetries
 	case cfg.MaxRetries < 0:
 		cfg.MaxRetries = 0
 	}
@@ -128,7 +134,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	cfg.RetryMaxDelay = max(cfg.RetryMaxDelay, cfg.RetryBaseDelay)
 
-	c := &Client{session: newRequestID(),
+	c := &Client{session: uuid.NewString(),
 		cfg:         cfg,
 		root:        root,
 		api:         root.String() + apiPath,
@@ -212,20 +218,11 @@ func parseEnvURL(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("%q: no host", raw)
 	case u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
 		return nil, fmt.Errorf("%q: want only scheme://host", raw)
-	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+	case u.Scheme == "http" && !netutil.IsLoopback(u.Hostname()):
 		return nil, fmt.Errorf("%q: https is required unless the host is loopback", raw)
 	}
 	u.Host = strings.ToLower(u.Host)
 	return u, nil
-}
-
-// isLoopback: localhost, 127.0.0.0/8 and ::1.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // sameOrigin guards following server-supplied links: a token is only ever sent to our host.

@@ -67,29 +67,28 @@ func TestNewValidatesURLAndCredential(t *testing.T) {
 }
 
 func TestCredentialFor(t *testing.T) {
-	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-	full := map[string]string{"AZURE_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47", "AZURE_CLIENT_ID": "c1", "AZURE_CLIENT_SECRET": "hunter2-secret"}
+	full := Identity{TenantID: "72f988bf-86f1-41af-91ab-2d7cd011db47", ClientID: "c1", ClientSecret: "hunter2-secret"}
 	cases := []struct {
 		auth, url string
-		env       map[string]string
+		env       Identity
 		wantCred  bool
 		errHas    []string
 	}{
-		{"none", "http://127.0.0.1:9000", nil, false, nil},
-		{"none", "http://localhost:9000", nil, false, nil},
-		{"none", "https://contoso.crm.dynamics.com", nil, false, []string{"DATAVERSE_AUTH", "loopback"}},
-		{"bogus", "https://contoso.crm.dynamics.com", nil, false, []string{"DATAVERSE_AUTH", "bogus"}},
-		{"default", "http://contoso.crm.dynamics.com", nil, false, []string{"DATAVERSE_URL"}},
-		{"clientsecret", "https://contoso.crm.dynamics.com", map[string]string{"AZURE_CLIENT_ID": "c1"}, false,
+		{"none", "http://127.0.0.1:9000", Identity{}, false, nil},
+		{"none", "http://localhost:9000", Identity{}, false, nil},
+		{"none", "https://contoso.crm.dynamics.com", Identity{}, false, []string{"DATAVERSE_AUTH", "loopback"}},
+		{"bogus", "https://contoso.crm.dynamics.com", Identity{}, false, []string{"DATAVERSE_AUTH", "bogus"}},
+		{"default", "http://contoso.crm.dynamics.com", Identity{}, false, []string{"DATAVERSE_URL"}},
+		{"clientsecret", "https://contoso.crm.dynamics.com", Identity{ClientID: "c1"}, false,
 			[]string{"DATAVERSE_AUTH=clientsecret", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET"}},
 		{"clientsecret", "https://contoso.crm.dynamics.com", full, true, nil},
 		{"ClientSecret", "https://contoso.crm.dynamics.com", full, true, nil},
-		{"managedidentity", "https://contoso.crm.dynamics.com", nil, true, nil},
-		{"managedidentity", "https://contoso.crm.dynamics.com", map[string]string{"AZURE_CLIENT_ID": "c1"}, true, nil},
-		{"", "https://contoso.crm.dynamics.com", nil, true, nil},
+		{"managedidentity", "https://contoso.crm.dynamics.com", Identity{}, true, nil},
+		{"managedidentity", "https://contoso.crm.dynamics.com", Identity{ClientID: "c1"}, true, nil},
+		{"", "https://contoso.crm.dynamics.com", Identity{}, true, nil},
 	}
 	for _, tc := range cases {
-		cred, err := CredentialFor(tc.auth, tc.url, env(tc.env))
+		cred, err := CredentialFor(tc.auth, tc.url, tc.env)
 		if (cred != nil) != tc.wantCred {
 			t.Errorf("CredentialFor(%q, %q): cred=%v err=%v", tc.auth, tc.url, cred, err)
 		}

@@ -100,7 +100,7 @@ func newAPIError(status int, h http.Header, body []byte) *APIError {
 		if e.RequestID == "" {
 			e.RequestID = h.Get("REQ_ID")
 		}
-		if d, ok := parseRetryAfter(h.Get("Retry-After"), time.Now()); ok {
+		if d, ok := retryAfter(h.Get("Retry-After"), time.Now()); ok {
 			e.RetryAfter = d
 		}
 	}

@@ -1,8 +1,6 @@
 package dataverse
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/google/uuid"
 )
 
 // errGateClosed is returned by sendPolicy when a 429 elsewhere closed the gate after this request
@@ -34,7 +33,7 @@ func (c *Client) headerPolicy(req *policy.Request) (*http.Response, error) {
 	// Correlation ids, as the .NET ServiceClient sends them: one session per client (so the server
 	// side can tell this client's requests from another instance's), one id per request.
 	setRaw(h, "x-ms-client-session-id", c.session)
-	setRaw(h, "x-ms-client-request-id", newRequestID())
+	setRaw(h, "x-ms-client-request-id", uuid.NewString())
 	return req.Next()
 }
 
@@ -65,7 +64,7 @@ func (c *Client) sendPolicy(req *policy.Request) (*http.Response, error) {
 	}
 	switch s := resp.StatusCode; {
 	case s == http.StatusTooManyRequests:
-		ra, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		ra, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now())
 		if !ok {
 			ra = -1 // none: exponential
 		}
@@ -140,13 +139,3 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 }
 
 func (b *limitedBody) Close() error { return b.rc.Close() }
-
-// newRequestID returns a random GUID for the correlation headers.
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	x := hex.EncodeToString(b[:])
-	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
-}

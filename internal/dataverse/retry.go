@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"syscall"
@@ -14,6 +13,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
 
+	"dvbulk/internal/backoff"
 	"dvbulk/internal/ctxutil"
 )
 
@@ -107,7 +107,7 @@ func (c *Client) do(ctx context.Context, r *request) (*response, error) {
 			return nil, fmt.Errorf("dataverse: %s: %w after %d attempts: %w", r.op, ErrUnavailable, transient, cause)
 		}
 		c.retried(ctx, 1)
-		delay := rand.N(backoffCap(c.cfg.RetryBaseDelay, c.cfg.RetryMaxDelay, transient-1) + 1)
+		delay := backoff.Wait(c.cfg.RetryBaseDelay, c.cfg.RetryMaxDelay, transient-1)
 		var ae *APIError
 		if errors.As(cause, &ae) && ae.RetryAfter > delay {
 			delay = ae.RetryAfter

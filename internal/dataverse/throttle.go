@@ -3,11 +3,10 @@ package dataverse
 import (
 	"context"
 	"math"
-	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"dvbulk/internal/backoff"
 )
 
 // throttle is the client-wide admission control: an adaptive concurrency limit (AIMD that follows
@@ -127,7 +126,7 @@ func (t *throttle) pause(d time.Duration) time.Duration {
 	defer t.mu.Unlock()
 	t.streak++
 	if d < 0 {
-		d = backoffCap(t.base, t.max, t.streak-1)
+		d = backoff.Ceiling(t.base, t.max, t.streak-1)
 	}
 	now := time.Now()
 	end := now.Add(d)
@@ -182,49 +181,7 @@ func (t *throttle) snapshot() throttleSnapshot {
 // real values are within the 300 s window.
 const maxRetryAfter = 10 * time.Minute
 
-// parseRetryAfter accepts integer seconds (Dataverse), decimal seconds (the simulator scales time)
-// and an HTTP-date.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if isDecimal(v) {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			return 0, false
-		}
-		return min(time.Duration(f*float64(time.Second)), maxRetryAfter), true
-	}
-	if when, err := http.ParseTime(v); err == nil {
-		return min(max(when.Sub(now), 0), maxRetryAfter), true
-	}
-	return 0, false
-}
-
-// isDecimal accepts "12" and "0.25" but not "1e3", "-1", "Inf" or "0x10" that ParseFloat would take.
-func isDecimal(s string) bool {
-	dot := false
-	for i, c := range s {
-		switch {
-		case c >= '0' && c <= '9':
-		case c == '.' && !dot && i > 0 && i < len(s)-1:
-			dot = true
-		default:
-			return false
-		}
-	}
-	return len(s) <= 12
-}
-
-// backoffCap is the capped exponential ceiling base*2^n, at most max.
-func backoffCap(base, max time.Duration, n int) time.Duration {
-	if n > 30 {
-		return max
-	}
-	d := base << n
-	if d <= 0 || d > max {
-		return max
-	}
-	return d
+// retryAfter reads Dataverse's Retry-After (integer seconds; decimals from the simulator).
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	return backoff.RetryAfter(v, now, maxRetryAfter)
 }

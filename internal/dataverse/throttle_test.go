@@ -3,38 +3,18 @@ package dataverse
 import (
 	"context"
 	"errors"
-	"net/http"
 	"testing"
 	"time"
 )
 
-func TestParseRetryAfter(t *testing.T) {
+// TestRetryAfterCap: the shared parser (internal/backoff) with this client's cap.
+func TestRetryAfterCap(t *testing.T) {
 	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
-	cases := []struct {
-		in   string
-		want time.Duration
-		ok   bool
-	}{
-		{"12", 12 * time.Second, true},
-		{" 0 ", 0, true},
-		{"0.25", 250 * time.Millisecond, true},
-		{"1.5", 1500 * time.Millisecond, true},
-		{now.Add(7 * time.Second).Format(http.TimeFormat), 7 * time.Second, true},
-		{now.Add(-time.Minute).Format(http.TimeFormat), 0, true},
-		{"86400", maxRetryAfter, true},
-		{"", 0, false},
-		{"-1", 0, false},
-		{"1e3", 0, false},
-		{"Inf", 0, false},
-		{"0x10", 0, false},
-		{".5", 0, false},
-		{"soon", 0, false},
+	if got, ok := retryAfter("12", now); !ok || got != 12*time.Second {
+		t.Errorf("retryAfter(12) = %v, %v", got, ok)
 	}
-	for _, tc := range cases {
-		got, ok := parseRetryAfter(tc.in, now)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("parseRetryAfter(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
-		}
+	if got, ok := retryAfter("86400", now); !ok || got != maxRetryAfter {
+		t.Errorf("retryAfter(86400) = %v, %v; want the cap %v", got, ok, maxRetryAfter)
 	}
 }
 

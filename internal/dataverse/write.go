@@ -82,7 +82,9 @@ type WriteOptions struct {
 	SuppressDuplicateDetection *bool
 }
 
-const defaultBatchSize = 100
+// DefaultWriteBatch is the records per UpdateMultiple or $batch request when nobody says otherwise:
+// a job's write.batchSize defaults to it, and so does every layer below.
+const DefaultWriteBatch = 100
 
 func (o WriteOptions) normalized() (WriteOptions, error) {
 	switch o.Mode {
@@ -93,7 +95,7 @@ func (o WriteOptions) normalized() (WriteOptions, error) {
 		return o, fmt.Errorf("dataverse: write mode %q: want bulk, batch or single", o.Mode)
 	}
 	if o.BatchSize <= 0 {
-		o.BatchSize = defaultBatchSize
+		o.BatchSize = DefaultWriteBatch
 	}
 	return o, nil
 }

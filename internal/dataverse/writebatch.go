@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 
 	"golang.org/x/sync/errgroup"
 
+	"dvbulk/internal/backoff"
 	"dvbulk/internal/ctxutil"
 )
 
@@ -109,7 +109,7 @@ func (w *writer) batchChunk(ctx context.Context, ps []prep) {
 			return
 		}
 		w.c.retried(ctx, int64(len(again)))
-		delay := rand.N(backoffCap(w.c.cfg.RetryBaseDelay, w.c.cfg.RetryMaxDelay, round) + 1)
+		delay := backoff.Wait(w.c.cfg.RetryBaseDelay, w.c.cfg.RetryMaxDelay, round)
 		if err := ctxutil.Sleep(ctx, delay); err != nil {
 			w.failAll(again, err)
 			return

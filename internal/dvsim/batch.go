@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // batchPart is one operation of a $batch, or a change set of operations.
@@ -54,7 +54,7 @@ func (s *Sim) batch(r *http.Request, body []byte) *answer {
 	}
 	s.c.kind("batchOps", int64(ops))
 	continueOnError := strings.Contains(r.Header.Get("Prefer"), "odata.continue-on-error")
-	boundary := "batchresponse_" + newGUID()
+	boundary := "batchresponse_" + uuid.NewString()
 	var out bytes.Buffer
 	status := http.StatusOK
 	var writes []string
@@ -73,7 +73,7 @@ func (s *Sim) batch(r *http.Request, body []byte) *answer {
 		}
 		answers, failed := s.changeSet(p.changeSet)
 		ok := failed < 0
-		cs := "changesetresponse_" + newGUID()
+		cs := "changesetresponse_" + uuid.NewString()
 		out.WriteString("Content-Type: multipart/mixed; boundary=" + cs + "\r\n\r\n")
 		for i, a := range answers {
 			out.WriteString("--" + cs + "\r\n")
@@ -235,11 +235,4 @@ func parseInner(data []byte) (*http.Request, []byte, error) {
 	rest, _ := io.ReadAll(br)
 	req := &http.Request{Method: f[0], URL: u, Header: http.Header(h)}
 	return req, bytes.TrimRight(rest, "\r\n"), nil
-}
-
-func newGUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	s := hex.EncodeToString(b[:])
-	return s[:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
 }

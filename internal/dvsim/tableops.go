@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 type writeMode int
@@ -94,7 +96,7 @@ func (s *Sim) write(t *dtable, addr *keyAddr, fields map[string]any, mode writeM
 		return change{}, noSuchRecord(def.LogicalName, k.String())
 	}
 	if k == (key{}) {
-		k, _ = parseKey(newGUID())
+		k, _ = parseKey(uuid.NewString())
 	}
 	old := t.rows[k]
 	nu := &drow{vals: make([]any, len(t.types))}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"dvbulk/internal/azurite"
+	"dvbulk/internal/azurite/azuritetest"
 	"dvbulk/internal/checkpoint"
 	"dvbulk/internal/dvsim"
 	"dvbulk/internal/enrich/enrichsim"
@@ -108,7 +109,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	t.Cleanup(stopDV)
 	enURL, stopEN := r.en.Start()
 	t.Cleanup(stopEN)
-	r.az = azurite.Start(t, azurite.Options{Persist: t.TempDir()})
+	r.az = azuritetest.Start(t, azurite.Options{Persist: t.TempDir()})
 	r.conn = r.az.ConnectionString()
 	st, err := checkpoint.NewBlob(context.Background(), checkpoint.BlobConfig{ConnectionString: r.conn, Container: container})
 	if err != nil {

@@ -90,7 +90,7 @@ func (c *Client) attempt(ctx context.Context, body []byte, sent []Record) outcom
 		}
 		return outcome{kind: answered, results: m.results}
 	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
-		wait, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		wait, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return outcome{kind: throttled, reason: c.statusReason(resp), wait: wait, hasWait: ok}
 	case code >= 500 || code == http.StatusRequestTimeout:
 		// 408 is the server's own timeout: as transient as ours.

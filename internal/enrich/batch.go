@@ -67,7 +67,7 @@ func (c *Client) runBatch(ctx context.Context, batch []Record, out []Result) boo
 		}
 		retries++
 		c.stats.retries.Add(1)
-		wait := backoff(retries, c.cfg.BackoffBase, c.cfg.BackoffMax)
+		wait := wait(retries, c.cfg.BackoffBase, c.cfg.BackoffMax)
 		c.log.Debug().Int("records", len(sent)).Str("reason", o.reason).Int("retry", retries).
 			Dur("backoff", wait).Msg("enrichment request will be retried")
 		if ctxutil.Sleep(ctx, wait) != nil {

@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"dvbulk/internal/netutil"
 
 	"github.com/rs/zerolog"
 )
@@ -38,18 +39,28 @@ type Config struct {
 // ErrConfig is wrapped by every error New returns.
 var ErrConfig = errors.New("invalid enrichment configuration")
 
+// Defaults of a Client, also the defaults of the app settings ENRICHMENT_API_KEY_HEADER,
+// ENRICHMENT_BATCH_SIZE, ENRICHMENT_CONCURRENCY and ENRICHMENT_TIMEOUT. One record per request is what
+// every service of the protocol takes; a larger batch is the operator's to set.
+const (
+	DefaultAPIKeyHeader = "x-api-key"
+	DefaultBatchSize    = 1
+	DefaultConcurrency  = 8
+	DefaultTimeout      = 30 * time.Second
+)
+
 func (c Config) withDefaults() Config {
 	if c.APIKeyHeader == "" {
-		c.APIKeyHeader = "x-api-key"
+		c.APIKeyHeader = DefaultAPIKeyHeader
 	}
 	if c.BatchSize == 0 {
-		c.BatchSize = 1
+		c.BatchSize = DefaultBatchSize
 	}
 	if c.Concurrency == 0 {
-		c.Concurrency = 8
+		c.Concurrency = DefaultConcurrency
 	}
 	if c.Timeout == 0 {
-		c.Timeout = 30 * time.Second
+		c.Timeout = DefaultTimeout
 	}
 	if c.MaxRetries == 0 {
 		c.MaxRetries = 6
@@ -78,7 +89,7 @@ func (c Config) validate() error {
 	case u.Host == "":
 		return bad("URL", "has no host")
 	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http" && netutil.IsLoopback(u.Hostname()):
 	default:
 		return bad("URL", "must use https unless the host is loopback (got scheme %q)", u.Scheme)
 	}
@@ -104,14 +115,6 @@ func (c Config) validate() error {
 		return bad("RPS", "must be a finite number, zero or more")
 	}
 	return nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // isToken reports whether s is an RFC 9110 token, i.e. usable as a header name.

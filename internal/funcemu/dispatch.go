@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Run polls every queue-trigger function's queue and delivers visible messages to live instances,
@@ -87,7 +89,7 @@ func (h *Host) next(fn function, q string, limit int) (d *delivery, more bool) {
 	inst.running[fn.name]++
 	d = &delivery{fn: fn, inst: inst, gen: inst.gen, port: inst.port, m: m, dequeue: m.dequeue,
 		payload: queuePayload(fn, m, body)}
-	d.inv = &Invocation{ID: newGUID(), Function: fn.name, Instance: inst.idx, MessageID: m.id,
+	d.inv = &Invocation{ID: uuid.NewString(), Function: fn.name, Instance: inst.idx, MessageID: m.id,
 		DequeueCount: m.dequeue, Body: body, Start: time.Now()}
 	return d, true
 }
@@ -152,7 +154,7 @@ func (h *Host) renew(d *delivery, stop <-chan struct{}, done chan<- struct{}) {
 			h.mu.Lock()
 			if d.inst.gen == d.gen && d.inst.alive && !d.inst.paused && d.holds() {
 				d.m.visibleAt = time.Now().Add(h.opts.Lease)
-				d.m.pop = newGUID()
+				d.m.pop = uuid.NewString()
 			}
 			h.mu.Unlock()
 		}

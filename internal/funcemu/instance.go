@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
+
 	"dvbulk/internal/netutil"
 )
 
@@ -61,7 +63,7 @@ func (h *Host) launch(ctx context.Context, i int) error {
 	if err != nil {
 		return fmt.Errorf("funcemu: instance %d: port: %w", i, err)
 	}
-	worker := newGUID()
+	worker := uuid.NewString()
 	cmd := exec.Command(h.opts.Binary, h.cfg.arguments...)
 	cmd.Dir = h.opts.AppRoot
 	if h.cfg.workingDir != "" {

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // HostVersion is what the emulator reports in X-Azure-Functions-HostVersion and User-Agent.
@@ -247,7 +249,7 @@ func (h *Host) FireTimer(ctx context.Context, name string, o TimerOptions) (*Inv
 	}
 	port, gen := inst.port, inst.gen
 	h.mu.Unlock()
-	inv := &Invocation{ID: newGUID(), Function: name, Instance: inst.idx, Start: time.Now()}
+	inv := &Invocation{ID: uuid.NewString(), Function: name, Instance: inst.idx, Start: time.Now()}
 	h.begin(inst, inv)
 	r := h.invokeTimed(ctx, inst, gen, port, fn, inv.ID, timerPayload(fn, o), inv.Start)
 	if r.err == nil {

@@ -2,12 +2,12 @@ package funcemu
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // The host serializes with Newtonsoft.Json: strings and numbers in Data and Metadata are serialized
@@ -48,20 +48,11 @@ func object(members []kv) json.RawMessage {
 
 func isoOffset(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05") + "+00:00" }
 
-func newGUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	s := hex.EncodeToString(b[:])
-	return s[:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
-}
-
 func sysObject(method string) json.RawMessage {
 	return object([]kv{
 		{"MethodName", marshal(method)},
 		{"UtcNow", marshal(time.Now().UTC().Format("2006-01-02T15:04:05.0000000Z"))},
-		{"RandGuid", marshal(newGUID())},
+		{"RandGuid", marshal(uuid.NewString())},
 	})
 }
 

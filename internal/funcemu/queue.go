@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // messageTTL is the storage default time-to-live (7 days); only ExpirationTime shows it.
@@ -36,7 +38,7 @@ func (h *Host) put(queue, body string, encode bool) {
 		stored = base64.StdEncoding.EncodeToString([]byte(body))
 	}
 	now := time.Now()
-	h.queues[queue] = append(h.queues[queue], &message{id: newGUID(), stored: stored, inserted: now, visibleAt: now})
+	h.queues[queue] = append(h.queues[queue], &message{id: uuid.NewString(), stored: stored, inserted: now, visibleAt: now})
 }
 
 // decode applies messageEncoding; ok is false when a base64 queue holds text that is not base64.
@@ -71,7 +73,7 @@ func (h *Host) dequeue(q string) *message {
 		if !m.visibleAt.After(now) {
 			m.dequeue++
 			m.visibleAt = now.Add(h.opts.Lease)
-			m.pop = newGUID()
+			m.pop = uuid.NewString()
 			m.owner = nil
 			return m
 		}
@@ -100,5 +102,5 @@ func (h *Host) poison(q string, m *message) {
 	}
 	h.remove(q, m)
 	now := time.Now()
-	h.queues[q+"-poison"] = append(h.queues[q+"-poison"], &message{id: newGUID(), stored: m.stored, inserted: now, visibleAt: now})
+	h.queues[q+"-poison"] = append(h.queues[q+"-poison"], &message{id: uuid.NewString(), stored: m.stored, inserted: now, visibleAt: now})
 }

@@ -30,11 +30,11 @@ type Enricher interface {
 
 // Options tune the engine; zero values take the defaults noted.
 type Options struct {
-	Lease         time.Duration // chunk ownership lease (60s); renewed by every checkpoint write
-	FlushInterval time.Duration // how often a running chunk writes its checkpoint (1s)
-	StaleAfter    time.Duration // a run with no progress for this long is taken over by the next start (30m)
-	PlanPages     int           // pages read per planning step before continuing in a new message (1: a step's chunks are queued only when it returns)
-	MaxDequeue    int           // the host's maxDequeueCount (5): the last delivery dead-letters
+	Lease         time.Duration // chunk ownership lease (DefaultLease); renewed by every checkpoint write
+	FlushInterval time.Duration // how often a running chunk writes its checkpoint (DefaultFlushInterval)
+	StaleAfter    time.Duration // a run with no progress for this long is taken over by the next start (DefaultStaleAfter)
+	PlanPages     int           // pages read per planning step before continuing in a new message (DefaultPlanPages: a step's chunks are queued only when it returns)
+	MaxDequeue    int           // the host's maxDequeueCount (DefaultMaxDequeue): the last delivery dead-letters
 	YieldMargin   time.Duration // stop this long before the invocation deadline to checkpoint and yield (15s)
 	WaitPoll      time.Duration // how often a duplicate delivery re-reads an owned chunk (1s)
 	ChunkSize     int           // overrides the spec's chunk size when > 0
@@ -45,22 +45,33 @@ type Options struct {
 	WriteWorkers     int // concurrent write requests per chunk
 }
 
+// Defaults of Options, also the defaults of the app settings DVBULK_LEASE, DVBULK_FLUSH_INTERVAL,
+// DVBULK_STALE_AFTER and DVBULK_PLAN_PAGES; DefaultMaxDequeue is the Functions host's own default of
+// maxDequeueCount.
+const (
+	DefaultLease         = 60 * time.Second
+	DefaultFlushInterval = time.Second
+	DefaultStaleAfter    = 30 * time.Minute
+	DefaultPlanPages     = 1
+	DefaultMaxDequeue    = 5
+)
+
 func (o *Options) defaults() {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
 		}
 	}
-	def(&o.Lease, 60*time.Second)
-	def(&o.FlushInterval, time.Second)
-	def(&o.StaleAfter, 30*time.Minute)
+	def(&o.Lease, DefaultLease)
+	def(&o.FlushInterval, DefaultFlushInterval)
+	def(&o.StaleAfter, DefaultStaleAfter)
 	def(&o.YieldMargin, 15*time.Second)
 	def(&o.WaitPoll, time.Second)
 	if o.PlanPages <= 0 {
-		o.PlanPages = 1
+		o.PlanPages = DefaultPlanPages
 	}
 	if o.MaxDequeue <= 0 {
-		o.MaxDequeue = 5
+		o.MaxDequeue = DefaultMaxDequeue
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"dvbulk/internal/dataverse"
 	"dvbulk/internal/pipeline"
 )
 
@@ -82,7 +83,8 @@ type Write struct {
 
 // Limits of the knobs a spec may set.
 const (
-	MaxChunkSize = 1000 // 1000 GUIDs fit a 64 KiB queue message after base64 with room to spare
+	DefaultChunkSize = 500  // a job's chunkSize when it does not say
+	MaxChunkSize     = 1000 // 1000 GUIDs fit a 64 KiB queue message after base64 with room to spare
 	MaxPageSize  = 5000 // Dataverse's maximum odata.maxpagesize
 	MaxBatchSize = 1000 // Dataverse's default $batch limit
 )
@@ -201,7 +203,7 @@ func (s *Spec) Validate() error {
 		return err
 	}
 	if s.ChunkSize == 0 {
-		s.ChunkSize = 500
+		s.ChunkSize = DefaultChunkSize
 	}
 	if s.ChunkSize < 1 || s.ChunkSize > MaxChunkSize {
 		return bad("chunkSize", "must be 1-%d, got %d", MaxChunkSize, s.ChunkSize)
@@ -264,7 +266,7 @@ func (s *Spec) validateWrite(bad func(string, string, ...any) error) error {
 		return bad("write.mode", "must be bulk, batch or single, got %q", w.Mode)
 	}
 	if w.BatchSize == 0 {
-		w.BatchSize = 100
+		w.BatchSize = dataverse.DefaultWriteBatch
 	}
 	if w.BatchSize < 1 || w.BatchSize > MaxBatchSize {
 		return bad("write.batchSize", "must be 1-%d, got %d", MaxBatchSize, w.BatchSize)

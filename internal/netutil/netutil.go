@@ -1,7 +1,21 @@
-// Package netutil holds small networking helpers shared by the emulators' launchers.
+// Package netutil holds small networking helpers: the loopback test that decides where plain http
+// and no credentials are allowed, and a free port for the emulators' launchers.
 package netutil
 
-import "net"
+import (
+	"net"
+	"strings"
+)
+
+// IsLoopback reports whether host (a URL's Hostname(), without port or brackets) is localhost,
+// 127.0.0.0/8 or ::1: the only hosts to which the app sends plain http or no credential.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for a child process to
 // listen on.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -97,30 +98,38 @@ type Config struct {
 	Params      map[string]any
 
 	TransformBatch   int // items per Transform call (default 25)
-	TransformWorkers int // concurrent Transform calls (default 4)
-	WriteBatch       int // records per write request (default Write.BatchSize or 100)
-	WriteWorkers     int // concurrent write requests from this chunk (default 4)
+	TransformWorkers int // concurrent Transform calls (default DefaultTransformWorkers)
+	WriteBatch       int // records per write request (default Write.BatchSize or dataverse.DefaultWriteBatch)
+	WriteWorkers     int // concurrent write requests from this chunk (default DefaultWriteWorkers)
 	Linger           time.Duration
 
 	// Guard is called before every write request; an error stops all further writes.
 	Guard func() error
 }
 
+// Defaults of a chunk's concurrency, also the defaults of the app settings DVBULK_TRANSFORM_WORKERS and
+// DVBULK_WRITE_WORKERS. Eight transform workers match the enrichment client's default concurrency, so
+// one chunk alone can fill it.
+const (
+	DefaultTransformWorkers = 8
+	DefaultWriteWorkers     = 4
+)
+
 func (c *Config) defaults() {
 	if c.TransformBatch <= 0 {
 		c.TransformBatch = 25
 	}
 	if c.TransformWorkers <= 0 {
-		c.TransformWorkers = 4
+		c.TransformWorkers = DefaultTransformWorkers
 	}
 	if c.WriteBatch <= 0 {
 		c.WriteBatch = c.Write.BatchSize
 	}
 	if c.WriteBatch <= 0 {
-		c.WriteBatch = 100
+		c.WriteBatch = dataverse.DefaultWriteBatch
 	}
 	if c.WriteWorkers <= 0 {
-		c.WriteWorkers = 4
+		c.WriteWorkers = DefaultWriteWorkers
 	}
 	if c.Linger <= 0 {
 		c.Linger = 100 * time.Millisecond
@@ -245,7 +254,7 @@ func allow(cfg Config, fields map[string]any) (map[string]any, int, error) {
 	out := make(map[string]any, len(cfg.Writable))
 	dropped := 0
 	for col, v := range fields {
-		if !contains(cfg.Writable, col) {
+		if !slices.Contains(cfg.Writable, col) {
 			dropped++
 			continue
 		}
@@ -270,13 +279,4 @@ func diff(current, fields map[string]any) map[string]any {
 		changed[col] = v
 	}
 	return changed
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -1,8 +1,15 @@
-package main
+// Package app is the one place that reads the app settings (environment variables) and host.json, and
+// the one place that builds the product from them: the Dataverse client, the enrichment client, the
+// checkpoint store and the job engine. The custom handler, the CLI, the bench and the demo all build
+// through it, so a new capability is wired once. Library packages get URLs, credentials and options
+// from here, never a getenv.
+//
+// azidentity's DefaultAzureCredential also reads AZURE_* variables itself (its environment
+// credential): that is the library's design, documented in the README's Authentication section.
+package app
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -10,11 +17,15 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"dvbulk/internal/dataverse"
+	"dvbulk/internal/enrich"
 	"dvbulk/internal/job"
+	"dvbulk/internal/netutil"
+	"dvbulk/internal/pipeline"
 )
 
-// config is every app setting, read in one place. Library packages get plain values from here.
-type config struct {
+// Config is every app setting, read and validated by Load. Library packages get plain values from here.
+type Config struct {
 	DataverseURL   string
 	DataverseAuth  string
 	DVConcurrency  int
@@ -30,7 +41,10 @@ type config struct {
 	EnrichRPS        float64
 	EnrichTimeout    time.Duration
 
-	Storage       string // AzureWebJobsStorage
+	Identity dataverse.Identity // AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET (DATAVERSE_AUTH)
+
+	Storage       Storage // AzureWebJobsStorage and its identity-based form
+	StoreKind     string  // DVBULK_CHECKPOINT_STORE: blob or dir
 	Container     string
 	CheckpointDir string
 
@@ -47,64 +61,68 @@ type config struct {
 	LogLevel   zerolog.Level
 }
 
-// settingError names the setting that is wrong; the CLI prints it as the one-line reason for exit 2.
-type settingError struct{ name, problem string }
+// SettingError names the setting that is wrong; the CLI prints it as the one-line reason for exit 2.
+type SettingError struct{ Name, Problem string }
 
-func (e *settingError) Error() string { return e.name + ": " + e.problem }
+func (e *SettingError) Error() string { return e.Name + ": " + e.Problem }
 
-// setting documents one app setting: its name, default and meaning (README's settings table and
-// local.settings.json are generated from the same list by a test).
-type setting struct{ Name, Default, Meaning string }
+// Setting documents one app setting: its name, default and meaning (README's settings table and
+// local.settings.json are checked against the same list by a test).
+type Setting struct{ Name, Default, Meaning string }
 
-var settings = []setting{
+// Settings is every app setting the product reads, with its default. A default that a library also
+// falls back to (a zero value in its Config) is that library's exported constant, so each default is
+// decided once; TestReadmeTableMatchesCode and TestLocalSettingsMatchDefaults hold the README's table
+// and local.settings.json to this list.
+var Settings = []Setting{
 	{"DATAVERSE_URL", "", "required; environment root such as https://contoso.crm.dynamics.com (https unless loopback)"},
 	{"DATAVERSE_AUTH", "default", "default (DefaultAzureCredential), managedidentity, clientsecret, or none (loopback only)"},
 	{"ENRICHMENT_URL", "", "required by enrich jobs; https unless loopback"},
 	{"ENRICHMENT_API_KEY", "", "optional; sent in the ENRICHMENT_API_KEY_HEADER header; never logged"},
-	{"ENRICHMENT_API_KEY_HEADER", "x-api-key", "header that carries the enrichment API key"},
-	{"ENRICHMENT_BATCH_SIZE", "1", "records per enrichment request (1-1000)"},
-	{"ENRICHMENT_CONCURRENCY", "8", "concurrent enrichment requests per instance (1-256)"},
+	{"ENRICHMENT_API_KEY_HEADER", enrich.DefaultAPIKeyHeader, "header that carries the enrichment API key"},
+	{"ENRICHMENT_BATCH_SIZE", strconv.Itoa(enrich.DefaultBatchSize), "records per enrichment request (1-1000)"},
+	{"ENRICHMENT_CONCURRENCY", strconv.Itoa(enrich.DefaultConcurrency), "concurrent enrichment requests per instance (1-256)"},
 	{"ENRICHMENT_RPS", "0", "enrichment requests per second per instance; 0 = no limit"},
-	{"ENRICHMENT_TIMEOUT", "30s", "timeout of one enrichment request"},
+	{"ENRICHMENT_TIMEOUT", duration(enrich.DefaultTimeout), "timeout of one enrichment request"},
 	{"AzureWebJobsStorage", "", "storage connection for checkpoints; UseDevelopmentStorage=true means Azurite"},
-	{"DVBULK_CHECKPOINT_STORE", "blob", "where the Functions app keeps checkpoints: blob (AzureWebJobsStorage) or dir (DVBULK_CHECKPOINT_DIR, one machine only)"},
+	{"DVBULK_CHECKPOINT_STORE", StoreBlob, "where the Functions app keeps checkpoints: blob (AzureWebJobsStorage) or dir (DVBULK_CHECKPOINT_DIR, one machine only)"},
 	{"DVBULK_CHECKPOINT_CONTAINER", "dvbulk-checkpoints", "blob container that holds checkpoints"},
 	{"DVBULK_CHECKPOINT_DIR", ".dvbulk", "local checkpoint directory for the console (run/status --store dir)"},
 	{"DVBULK_JOB", "nightly-enrichment", "built-in job name or path to a job .json file"},
 	{"DVBULK_SCHEDULE", "0 0 2 * * *", "EnrichTimer's NCRONTAB schedule (read by the Functions host)"},
-	{"DVBULK_CHUNK_SIZE", "0", "records per chunk message; 0 = the job's chunkSize (default 500); max 1000"},
+	{"DVBULK_CHUNK_SIZE", "0", "records per chunk message; 0 = the job's chunkSize (default " + strconv.Itoa(job.DefaultChunkSize) + "); max " + strconv.Itoa(job.MaxChunkSize)},
 	{"DVBULK_DRY_RUN", "false", "true: do everything but the writes; the report shows what would change"},
-	{"DVBULK_DATAVERSE_CONCURRENCY", "52", "cap on concurrent Dataverse requests per instance (the x-ms-dop-hint caps it too)"},
+	{"DVBULK_DATAVERSE_CONCURRENCY", strconv.Itoa(dataverse.DefaultMaxConcurrency), "cap on concurrent Dataverse requests per instance (the x-ms-dop-hint caps it too)"},
 	{"DVBULK_AFFINITY_COOKIE", "false", "true sends the ARRAffinity cookie (pins one web server; slower)"},
-	{"DVBULK_MAX_RETRIES", "8", "retries of one Dataverse request after 5xx, timeouts and resets (429s are waited out separately)"},
-	{"DVBULK_REQUEST_TIMEOUT", "2m", "timeout of one Dataverse request attempt"},
-	{"DVBULK_LEASE", "60s", "chunk ownership lease; renewed by every checkpoint write"},
-	{"DVBULK_STALE_AFTER", "30m", "a run without progress for this long is taken over by the next timer tick"},
-	{"DVBULK_FLUSH_INTERVAL", "1s", "how often a running chunk writes its checkpoint"},
-	{"DVBULK_PLAN_PAGES", "1", "pages of 5,000 records planned per plan message; a step's chunks are queued only when it returns, so small steps start chunks sooner"},
-	{"DVBULK_TRANSFORM_WORKERS", "8", "concurrent enrichment calls per chunk; ENRICHMENT_CONCURRENCY caps all chunks of an instance together, so match it and one chunk alone can fill it"},
-	{"DVBULK_WRITE_WORKERS", "4", "concurrent write requests per chunk"},
+	{"DVBULK_MAX_RETRIES", strconv.Itoa(dataverse.DefaultMaxRetries), "retries of one Dataverse request after 5xx, timeouts and resets (429s are waited out separately)"},
+	{"DVBULK_REQUEST_TIMEOUT", duration(dataverse.DefaultRequestTimeout), "timeout of one Dataverse request attempt"},
+	{"DVBULK_LEASE", duration(job.DefaultLease), "chunk ownership lease; renewed by every checkpoint write"},
+	{"DVBULK_STALE_AFTER", duration(job.DefaultStaleAfter), "a run without progress for this long is taken over by the next timer tick"},
+	{"DVBULK_FLUSH_INTERVAL", duration(job.DefaultFlushInterval), "how often a running chunk writes its checkpoint"},
+	{"DVBULK_PLAN_PAGES", strconv.Itoa(job.DefaultPlanPages), "pages of 5,000 records planned per plan message; a step's chunks are queued only when it returns, so small steps start chunks sooner"},
+	{"DVBULK_TRANSFORM_WORKERS", strconv.Itoa(pipeline.DefaultTransformWorkers), "concurrent enrichment calls per chunk; ENRICHMENT_CONCURRENCY caps all chunks of an instance together, so match it and one chunk alone can fill it"},
+	{"DVBULK_WRITE_WORKERS", strconv.Itoa(pipeline.DefaultWriteWorkers), "concurrent write requests per chunk"},
 	{"DVBULK_LOG_LEVEL", "info", "trace, debug, info, warn or error"},
 }
 
-// loadConfig reads and validates the settings. needDataverse/needJob let subcommands that only read
-// checkpoints (status) skip what they do not use.
-func loadConfig(getenv func(string) string, needDataverse bool) (*config, error) {
+// Load reads and validates the settings. needDataverse lets subcommands that only read checkpoints
+// (status) skip what they do not use.
+func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 	get := func(name string) string {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
 			return v
 		}
-		for _, s := range settings {
+		for _, s := range Settings {
 			if s.Name == name {
 				return s.Default
 			}
 		}
 		return ""
 	}
-	c := &config{}
+	c := &Config{}
 	var err error
 	fail := func(name, format string, a ...any) error {
-		return &settingError{name: name, problem: fmt.Sprintf(format, a...)}
+		return &SettingError{Name: name, Problem: fmt.Sprintf(format, a...)}
 	}
 	if c.LogLevel, err = zerolog.ParseLevel(strings.ToLower(get("DVBULK_LOG_LEVEL"))); err != nil || get("DVBULK_LOG_LEVEL") == "" {
 		return nil, fail("DVBULK_LOG_LEVEL", "must be trace, debug, info, warn or error, got %q", getenv("DVBULK_LOG_LEVEL"))
@@ -113,7 +131,11 @@ func loadConfig(getenv func(string) string, needDataverse bool) (*config, error)
 	if c.Job, err = job.Lookup(c.JobRef); err != nil {
 		return nil, fail("DVBULK_JOB", "%v", err)
 	}
-	c.Storage = getenv("AzureWebJobsStorage")
+	c.Storage = readStorage(storageSetting, getenv)
+	c.StoreKind = strings.ToLower(get("DVBULK_CHECKPOINT_STORE"))
+	if c.StoreKind != StoreBlob && c.StoreKind != StoreDir {
+		return nil, fail("DVBULK_CHECKPOINT_STORE", "must be blob or dir, got %q", c.StoreKind)
+	}
 	c.Container = get("DVBULK_CHECKPOINT_CONTAINER")
 	if !validContainer(c.Container) {
 		return nil, fail("DVBULK_CHECKPOINT_CONTAINER", "must be 3-63 lowercase letters, digits or '-', got %q", c.Container)
@@ -184,6 +206,8 @@ func loadConfig(getenv func(string) string, needDataverse bool) (*config, error)
 	if !needDataverse {
 		return c, nil
 	}
+	c.Identity = dataverse.Identity{TenantID: strings.TrimSpace(getenv("AZURE_TENANT_ID")),
+		ClientID: strings.TrimSpace(getenv("AZURE_CLIENT_ID")), ClientSecret: getenv("AZURE_CLIENT_SECRET")}
 	if c.DataverseURL, err = checkURL(get("DATAVERSE_URL"), true); err != nil {
 		return nil, fail("DATAVERSE_URL", "%v", err)
 	}
@@ -203,6 +227,19 @@ func loadConfig(getenv func(string) string, needDataverse bool) (*config, error)
 		}
 	}
 	return c, nil
+}
+
+// duration writes a default the way people write it in a setting: 60s, 2m, 30m, 24h.
+func duration(d time.Duration) string {
+	switch {
+	case d >= time.Hour && d%time.Hour == 0:
+		return strconv.Itoa(int(d/time.Hour)) + "h"
+	case d >= 2*time.Minute && d%time.Minute == 0:
+		return strconv.Itoa(int(d/time.Minute)) + "m"
+	case d >= time.Second && d%time.Second == 0:
+		return strconv.Itoa(int(d/time.Second)) + "s"
+	}
+	return d.String()
 }
 
 // checkURL requires an absolute http(s) URL, https unless the host is loopback.
@@ -226,17 +263,10 @@ func checkURL(raw string, root bool) (string, error) {
 	return raw, nil
 }
 
+// isLoopbackURL reports whether raw's host is loopback (see netutil.IsLoopback).
 func isLoopbackURL(raw string) bool {
 	u, err := url.Parse(raw)
-	if err != nil {
-		return false
-	}
-	h := u.Hostname()
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
+	return err == nil && netutil.IsLoopback(u.Hostname())
 }
 
 func validContainer(s string) bool {

@@ -17,9 +17,9 @@ const (
 	bindDeadLetter = "deadletter"
 )
 
-// app implements the two functions on top of one job engine per process, so every invocation on an
+// functionApp implements the two functions on top of one job engine per process, so every invocation on an
 // instance shares one Dataverse client and one throttle state.
-type app struct {
+type functionApp struct {
 	engine *job.Engine
 	spec   *job.Spec
 	log    zerolog.Logger
@@ -27,7 +27,7 @@ type app struct {
 
 // EnrichTimer starts the scheduled run (or does nothing while one is active) and plans its first
 // pages; chunk messages and a continuation go out through the queue output binding.
-func (a *app) EnrichTimer(ctx context.Context, inv *Invocation, t TimerInfo) (Result, error) {
+func (a *functionApp) EnrichTimer(ctx context.Context, inv *Invocation, t TimerInfo) (Result, error) {
 	at := time.Now().UTC()
 	if t.ScheduleStatus != nil && !t.ScheduleStatus.Next.IsZero() && !t.IsPastDue {
 		// The occurrence being fired: two firings of it name the same run.
@@ -38,14 +38,14 @@ func (a *app) EnrichTimer(ctx context.Context, inv *Invocation, t TimerInfo) (Re
 }
 
 // ChunkQueue handles start, plan and chunk messages.
-func (a *app) ChunkQueue(ctx context.Context, inv *Invocation, m QueueMessage) (Result, error) {
+func (a *functionApp) ChunkQueue(ctx context.Context, inv *Invocation, m QueueMessage) (Result, error) {
 	res, err := a.engine.Handle(ctx, m.Body, job.Delivery{DequeueCount: m.DequeueCount, MessageID: m.ID})
 	return a.result(inv, res, err)
 }
 
 // result maps the engine's answer to the host's: outputs by binding name, short logs, and an error
 // (non-2xx, so the host redelivers) only for transient failures.
-func (a *app) result(inv *Invocation, res job.Result, err error) (Result, error) {
+func (a *functionApp) result(inv *Invocation, res job.Result, err error) (Result, error) {
 	out := Result{Outputs: map[string][]string{}, Logs: res.Logs}
 	if len(res.Enqueue) > 0 {
 		out.Outputs[bindChunks] = res.Enqueue

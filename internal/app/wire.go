@@ -1,0 +1,63 @@
+package app
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/rs/zerolog"
+
+	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/dataverse"
+	"dvbulk/internal/enrich"
+	"dvbulk/internal/job"
+)
+
+// NewLogger writes zerolog JSON. The custom handler logs to stdout, which the Functions host
+// forwards; CLI subcommands log to stderr so stdout keeps the report.
+func NewLogger(w io.Writer, level zerolog.Level) zerolog.Logger {
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// NewEngine builds the Dataverse client, the enrichment client (when the configuration has an
+// enrichment URL) and the job engine over st from a validated configuration. The engine's instance
+// name is host-pid; callers that run several engines in one process (the bench) rename them.
+// Configuration problems are *SettingError.
+func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger) (*job.Engine, *dataverse.Client, error) {
+	cred, err := dataverse.CredentialFor(cfg.DataverseAuth, cfg.DataverseURL, cfg.Identity)
+	if err != nil {
+		return nil, nil, &SettingError{Name: "DATAVERSE_AUTH", Problem: err.Error()}
+	}
+	dv, err := dataverse.New(dataverse.Config{URL: cfg.DataverseURL, Credential: cred, MaxConcurrency: cfg.DVConcurrency,
+		AffinityCookie: cfg.AffinityCookie, RequestTimeout: cfg.RequestTimeout, MaxRetries: retries(cfg.MaxRetries), Logger: log})
+	if err != nil {
+		return nil, nil, &SettingError{Name: "DATAVERSE_URL", Problem: err.Error()}
+	}
+	var en job.Enricher
+	if cfg.EnrichmentURL != "" {
+		c, err := enrich.New(enrich.Config{URL: cfg.EnrichmentURL, APIKey: cfg.EnrichmentKey, APIKeyHeader: cfg.EnrichmentHeader,
+			BatchSize: cfg.EnrichBatch, Concurrency: cfg.EnrichConc, RPS: cfg.EnrichRPS, Timeout: cfg.EnrichTimeout, Logger: log})
+		if err != nil {
+			return nil, nil, &SettingError{Name: "ENRICHMENT_URL", Problem: err.Error()}
+		}
+		en = c
+	}
+	host, _ := os.Hostname()
+	e := &job.Engine{
+		Store: st, DV: dv, Enricher: en, Log: log,
+		Instance: fmt.Sprintf("%s-%d", host, os.Getpid()),
+		Opt: job.Options{Lease: cfg.Lease, FlushInterval: cfg.Flush, StaleAfter: cfg.StaleAfter, PlanPages: cfg.PlanPages,
+			ChunkSize: cfg.ChunkSize, DryRun: cfg.DryRun, TransformBatch: cfg.EnrichBatch,
+			TransformWorkers: cfg.TWorkers, WriteWorkers: cfg.WWorkers},
+	}
+	e.Init()
+	return e, dv, nil
+}
+
+// retries maps the setting (0 = no retries) to the client's convention (negative = none).
+func retries(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
