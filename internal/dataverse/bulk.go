@@ -1,13 +1,10 @@
 package dataverse
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
 	"golang.org/x/sync/errgroup"
@@ -30,30 +27,8 @@ func (w *writer) bulk(ctx context.Context, ps []prep) {
 	if len(plain) == 0 {
 		return
 	}
-	ok, err := w.c.SupportsUpdateMultiple(ctx, w.t)
-	if err != nil {
-		if ctx.Err() != nil || errors.Is(err, ErrUnavailable) {
-			w.failAll(plain, err)
-			return
-		}
-		// A probe the user may not be allowed to run (sdkmessagefilters read privilege) must not
-		// stop the job: $batch works everywhere.
-		w.c.log.Warn().Err(err).Str("table", w.t.LogicalName).Msg("dataverse UpdateMultiple probe failed; using $batch")
-		ok = false
-	}
-	if !ok {
-		w.batch(ctx, plain)
-		return
-	}
-	var g errgroup.Group
-	g.SetLimit(w.c.cfg.MaxConcurrency)
-	for chunk := range slices.Chunk(plain, w.o.BatchSize) {
-		g.Go(func() error {
-			w.bulkChunk(ctx, chunk)
-			return nil
-		})
-	}
-	_ = g.Wait()
+	bulkOrBatch(ctx, w.c, w.t, "UpdateMultiple", w.o.BatchSize, plain, w.failAll,
+		func(ps []prep) { w.batch(ctx, ps) }, func(c []prep) { w.bulkChunk(ctx, c) })
 }
 
 // bulkChunk sends one UpdateMultiple. Because it is all-or-nothing on standard tables, a
@@ -75,12 +50,7 @@ func (w *writer) bulkChunk(ctx context.Context, ps []prep) {
 			w.set(p, nil)
 		}
 		return
-	case errors.Is(err, ErrNotSupported):
-		w.c.setBulkSupport(w.t, false)
-		w.batchChunk(ctx, ps)
-		return
-	case ctx.Err() != nil || errors.Is(err, ErrUnavailable):
-		w.failAll(ps, err)
+	case bulkUnusable(ctx, w.c, w.t, "UpdateMultiple", err, ps, func(ps []prep) { w.batchChunk(ctx, ps) }, w.failAll):
 		return
 	}
 	w.c.st.splits.Add(1)
@@ -152,74 +122,14 @@ func (c *Client) UpdateMultiple(ctx context.Context, t Table, ups []Update, o Wr
 }
 
 func (c *Client) updateMultiple(ctx context.Context, t Table, ps []prep, hdr http.Header) error {
-	var b bytes.Buffer
-	b.WriteString(`{"Targets":[`)
-	typ, _ := json.Marshal("Microsoft.Dynamics.CRM." + t.LogicalName)
-	for i, p := range ps {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		// p.body is the fields object; splice the type and key in front of its members.
-		fmt.Fprintf(&b, `{"@odata.type":%s,"%s":"%s"`, typ, t.Key, p.id)
-		if inner := bytes.TrimSpace(p.body[1 : len(p.body)-1]); len(inner) > 0 {
-			b.WriteByte(',')
-			b.Write(inner)
-		}
-		b.WriteByte('}')
-	}
-	b.WriteString(`]}`)
-	op := fmt.Sprintf("UpdateMultiple %s (%d records)", t.EntitySet, len(ps))
-	resp, err := c.do(ctx, &request{
-		op:          op,
-		method:      http.MethodPost,
-		url:         c.api + t.EntitySet + "/Microsoft.Dynamics.CRM.UpdateMultiple",
-		header:      hdr.Clone(),
-		body:        b.Bytes(),
-		contentType: "application/json; charset=utf-8",
-	})
-	if err != nil {
-		return err
-	}
-	if ae := resp.apiError(); ae != nil {
-		if unsupportedMessage(ae, "UpdateMultiple") {
-			return fmt.Errorf("dataverse: %s: %w: %w", op, ErrNotSupported, ae)
-		}
-		return fmt.Errorf("dataverse: %s: %w", op, ae)
-	}
-	return nil
+	_, err := c.postTargets(ctx, t, "UpdateMultiple", len(ps), func(i int) (string, []byte) {
+		return fmt.Sprintf(`"%s":"%s"`, t.Key, ps[i].id), ps[i].body
+	}, hdr)
+	return err
 }
 
 // SupportsUpdateMultiple asks sdkmessagefilters whether the table has UpdateMultiple, as the
 // bulk-operations docs recommend, and caches the answer per table for the client's lifetime.
 func (c *Client) SupportsUpdateMultiple(ctx context.Context, t Table) (bool, error) {
-	if err := t.validate(); err != nil {
-		return false, err
-	}
-	c.bulkMu.Lock()
-	ok, known := c.bulkSupport[t.LogicalName]
-	c.bulkMu.Unlock()
-	if known {
-		return ok, nil
-	}
-	p, err := c.QueryPage(ctx, Query{
-		Table:    Table{EntitySet: "sdkmessagefilters", LogicalName: "sdkmessagefilter", Key: "sdkmessagefilterid"},
-		Select:   []string{"sdkmessagefilterid"},
-		Filter:   "sdkmessageid/name eq 'UpdateMultiple' and primaryobjecttypecode eq " + Literal(t.LogicalName),
-		PageSize: 1,
-	}, "")
-	if err != nil {
-		return false, fmt.Errorf("dataverse: probe UpdateMultiple for %s: %w", t.LogicalName, err)
-	}
-	ok = len(p.Records) > 0
-	c.setBulkSupport(t, ok)
-	return ok, nil
-}
-
-func (c *Client) setBulkSupport(t Table, ok bool) {
-	c.bulkMu.Lock()
-	defer c.bulkMu.Unlock()
-	if prev, known := c.bulkSupport[t.LogicalName]; !known || prev != ok {
-		c.log.Info().Str("table", t.LogicalName).Bool("supported", ok).Msg("dataverse UpdateMultiple availability")
-	}
-	c.bulkSupport[t.LogicalName] = ok
+	return c.SupportsMessage(ctx, t, "UpdateMultiple")
 }
