@@ -31,12 +31,18 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-# A zip-deploy archive: host.json, the function folders and the binary.
+# The Flex Consumption "one deploy" package (also zip deploy on Consumption/Premium): host.json at the
+# root, the function folders, the linux/amd64 binary (mode 0755) at the path host.json names, and the
+# job specs of handler/jobs as jobs/ - nothing else. zip keeps the execute bit (-X drops extra
+# attributes, -D adds no directory entries). DIST moves the output (internal/deploy's test uses it).
+DIST ?= dist
 package: build
-	rm -rf dist && mkdir -p dist/app/bin
-	cp host.json dist/app/ && cp -r EnrichTimer ChunkQueue dist/app/ && cp $(BIN) dist/app/bin/
-	cd dist/app && python3 -m zipfile -c ../dvbulk.zip host.json EnrichTimer ChunkQueue bin
-	@echo "dist/dvbulk.zip"
+	rm -rf $(DIST)/app $(DIST)/dvbulk.zip && mkdir -p $(DIST)/app/bin $(DIST)/app/jobs
+	cp host.json $(DIST)/app/ && cp -r EnrichTimer ChunkQueue $(DIST)/app/
+	install -m 0755 $(BIN) $(DIST)/app/bin/dvbulk
+	cp handler/jobs/*.json $(DIST)/app/jobs/
+	cd $(DIST)/app && zip -q -r -X -D ../dvbulk.zip host.json EnrichTimer ChunkQueue bin jobs
+	@echo "$(DIST)/dvbulk.zip"
 
 clean:
 	rm -rf bin dist

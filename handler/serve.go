@@ -7,9 +7,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"dvbulk/internal/ctxutil"
 )
 
 // functions is what the server dispatches to: the app, or a fake in tests.
@@ -31,15 +34,34 @@ type server struct {
 	log     zerolog.Logger
 	timeout time.Duration // functionTimeout: each invocation must be done before it
 
-	base   context.Context // cancelled on shutdown so in-flight work checkpoints and returns
-	cancel context.CancelFunc
+	// draining is closed on shutdown (SIGTERM): every invocation's context carries it as its stop
+	// (ctxutil.WithStop), so in-flight work sends nothing new, lets the calls already sent finish,
+	// checkpoints and hands on in a continuation message that the host still binds.
+	draining  chan struct{}
+	drainOnce sync.Once
+	base      context.Context // cancelled only if draining takes longer than drainFor
+	cancel    context.CancelFunc
+	drainFor  time.Duration // drainTimeout; shorter in tests
 }
 
+// Shutdown bounds: how long in-flight invocations get to hand over after SIGTERM before they are
+// cancelled (they then checkpoint, release their chunks and fail, so the host redelivers), and how
+// long after that the server waits before closing the connections. Flex Consumption gives an
+// execution up to 60 minutes after scale-in starts; the hand-over itself takes as long as the
+// slowest call in flight (ENRICHMENT_TIMEOUT, DVBULK_REQUEST_TIMEOUT bound it).
+const (
+	drainTimeout  = 2 * time.Minute
+	cancelTimeout = 10 * time.Second
+)
+
 func newServer(fns functions, log zerolog.Logger, functionTimeout time.Duration) *server {
-	s := &server{fns: fns, log: log, timeout: functionTimeout}
+	s := &server{fns: fns, log: log, timeout: functionTimeout, draining: make(chan struct{}), drainFor: drainTimeout}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	return s
 }
+
+// drain makes every running and later invocation hand over instead of starting new work.
+func (s *server) drain() { s.drainOnce.Do(func() { close(s.draining) }) }
 
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -99,7 +121,7 @@ func (s *server) invoke(name string, call func(context.Context, *Invocation, *in
 		defer cancel()
 		stop := context.AfterFunc(r.Context(), cancel) // the host gave up on us
 		defer stop()
-		ctx = log.WithContext(ctx)
+		ctx = ctxutil.WithStop(log.WithContext(ctx), s.draining)
 		started := time.Now()
 		res, err := call(ctx, inv, req)
 		status := statusOf(err)
@@ -142,9 +164,11 @@ func writeBody(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
-// serve answers the host until ctx ends (SIGTERM), then cancels in-flight invocations so they
-// checkpoint, stops accepting new ones at once (Shutdown closes the listener), waits for the running
-// ones (bounded) and returns.
+// serve answers the host until ctx ends (SIGTERM: the platform scaling in or the host stopping).
+// Then it stops accepting connections (Shutdown closes the listener) and drains: in-flight
+// invocations finish the calls they have sent, checkpoint and answer with a continuation message,
+// so a chunk moves to another instance with nothing paid for twice. Only if that takes longer than
+// drainTimeout are they cancelled (checkpoint, release, fail: the host redelivers).
 func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 30 * time.Second}
 	errc := make(chan error, 1)
@@ -154,12 +178,19 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
-	s.log.Info().Msg("shutting down: checkpointing in-flight invocations")
-	s.cancel()
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	s.log.Info().Msg("shutting down: in-flight invocations checkpoint and hand over")
+	s.drain()
+	dctx, cancel := context.WithTimeout(context.Background(), s.drainFor)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		s.log.Warn().Err(err).Msg("in-flight invocations did not finish within 30s")
+	err := srv.Shutdown(dctx)
+	if err == nil {
+		return nil
+	}
+	s.log.Warn().Dur("after", s.drainFor).Msg("in-flight invocations did not hand over in time: cancelling them")
+	s.cancel()
+	cctx, cancel2 := context.WithTimeout(context.Background(), cancelTimeout)
+	defer cancel2()
+	if err := srv.Shutdown(cctx); err != nil {
 		return srv.Close()
 	}
 	return nil

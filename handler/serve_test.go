@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"dvbulk/internal/ctxutil"
 )
 
 // recorder is a fake app that records what the server decoded.
@@ -174,37 +177,96 @@ func TestInvocationDeadlineInsideFunctionTimeout(t *testing.T) {
 	}
 }
 
-func TestShutdownCancelsInFlight(t *testing.T) {
+// TestShutdownDrainsInFlight: on SIGTERM (serve's ctx ending) an in-flight invocation is not
+// cancelled: its context's stop closes, it hands over, and its answer (with the continuation
+// message) still reaches the host before serve returns.
+func TestShutdownDrainsInFlight(t *testing.T) {
 	started := make(chan struct{})
-	var sawCancel bool
+	fn := funcs{queue: func(ctx context.Context) (Result, error) {
+		close(started)
+		select {
+		case <-ctxutil.StopChan(ctx):
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		}
+		if ctx.Err() != nil {
+			return Result{}, ctx.Err()
+		}
+		return Result{Outputs: map[string][]string{bindChunks: {"continuation"}}}, nil
+	}}
+	srv := newServer(fn, zerolog.Nop(), time.Minute)
+	status, body, served := serveOne(t, srv, func() { <-started })
+	if status != http.StatusOK || len(body.Outputs[bindChunks]) != 1 {
+		t.Fatalf("in-flight invocation at shutdown: status %d outputs %v, want 200 with the continuation", status, body.Outputs)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("serve after drain: %v", err)
+	}
+}
+
+// TestShutdownCancelsWhatDoesNotDrain: an invocation that ignores the stop is cancelled once the
+// drain time is up, answers (non-2xx: the host redelivers) and serve returns.
+func TestShutdownCancelsWhatDoesNotDrain(t *testing.T) {
+	started := make(chan struct{})
 	fn := funcs{queue: func(ctx context.Context) (Result, error) {
 		close(started)
 		<-ctx.Done()
-		sawCancel = true
-		return Result{Logs: []string{"checkpointed"}}, nil
+		return Result{}, ctx.Err()
 	}}
 	srv := newServer(fn, zerolog.Nop(), time.Minute)
-	ts := httptest.NewServer(srv.routes())
-	defer ts.Close()
-	done := make(chan int)
+	srv.drainFor = 50 * time.Millisecond
+	status, _, served := serveOne(t, srv, func() { <-started })
+	if status != http.StatusServiceUnavailable {
+		t.Fatalf("cancelled invocation answered %d, want 503", status)
+	}
+	select {
+	case <-served:
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not return after cancelling")
+	}
+}
+
+// serveOne runs srv on a loopback listener, posts one queue invocation, ends serve's context (what
+// SIGTERM does) once inFlight returns, and returns the answer and serve's result channel.
+func serveOne(t *testing.T, srv *server, inFlight func()) (int, invokeResponse, <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, sigterm := context.WithCancel(context.Background())
+	defer sigterm()
+	served := make(chan error, 1)
+	go func() { served <- srv.serve(ctx, ln) }()
+	type answer struct {
+		status int
+		body   invokeResponse
+		err    error
+	}
+	done := make(chan answer, 1)
 	go func() {
-		resp, err := http.Post(ts.URL+"/ChunkQueue", "application/json", bytes.NewReader(fixture(t, "queue_text.json")))
+		resp, err := http.Post("http://"+ln.Addr().String()+"/ChunkQueue", "application/json", bytes.NewReader(fixture(t, "queue_text.json")))
 		if err != nil {
-			done <- -1
+			done <- answer{err: err}
 			return
 		}
-		done <- resp.StatusCode
+		defer resp.Body.Close()
+		var out invokeResponse
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		done <- answer{status: resp.StatusCode, body: out, err: err}
 	}()
-	<-started
-	srv.cancel() // what SIGTERM does
+	inFlight()
+	sigterm()
 	select {
-	case code := <-done:
-		if !sawCancel || code != 200 {
-			t.Fatalf("in-flight invocation: canceled=%v status=%d", sawCancel, code)
+	case a := <-done:
+		if a.err != nil {
+			t.Fatalf("invocation: %v", a.err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("in-flight invocation not cancelled on shutdown")
+		return a.status, a.body, served
+	case <-time.After(30 * time.Second):
+		t.Fatal("in-flight invocation got no answer after shutdown")
 	}
+	return 0, invokeResponse{}, served
 }
 
 type funcs struct {

@@ -3,6 +3,7 @@ package funcemu
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -178,8 +179,18 @@ func (h *Host) Kill(i int) error {
 	return nil
 }
 
-// Stop SIGTERMs instance i and waits for it to exit (SIGKILL after a grace period).
-func (h *Host) Stop(i int) error {
+// ErrStopGrace is returned by Stop when the instance did not exit within the grace period after
+// SIGTERM and was SIGKILLed.
+var ErrStopGrace = errors.New("funcemu: instance did not exit within the grace period after SIGTERM; killed")
+
+// Stop SIGTERMs instance i, as the platform does on scale-in, and waits for it to exit. Its
+// in-flight invocations keep running: their answers are bound and their messages completed (or
+// released on failure) as usual. After grace (stopGrace if <= 0) it is SIGKILLed and Stop returns
+// ErrStopGrace.
+func (h *Host) Stop(i int, grace time.Duration) error {
+	if grace <= 0 {
+		grace = stopGrace
+	}
 	done, err := h.signal(i, syscall.SIGTERM)
 	if err != nil {
 		return err
@@ -187,8 +198,11 @@ func (h *Host) Stop(i int) error {
 	select {
 	case <-done:
 		return nil
-	case <-time.After(stopGrace):
-		return h.Kill(i)
+	case <-time.After(grace):
+		if err := h.Kill(i); err != nil {
+			return err
+		}
+		return ErrStopGrace
 	}
 }
 

@@ -47,7 +47,9 @@ func (e *Engine) processChunk(ctx context.Context, m *Message, d Delivery) (Resu
 			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < margin+e.Opt.WaitPoll {
 				return e.yield(m, &res, "chunk %d is owned by %s; handing the wait to a new message", m.Seq, ch.Owner)
 			}
-			if err := ctxutil.Sleep(ctx, e.Opt.WaitPoll); err != nil {
+			if err := ctxutil.SleepOrStop(ctx, e.Opt.WaitPoll); errors.Is(err, ctxutil.ErrStopped) {
+				return e.yield(m, &res, "chunk %d is owned by %s; handing the wait to a new message at shutdown", m.Seq, ch.Owner)
+			} else if err != nil {
 				return res, err
 			}
 			if ch, etag, err = load[Chunk](ctx, e.Store, chunkName(m.Run, m.Seq)); err != nil {
@@ -155,6 +157,17 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 		stopCtx, stopStarting = context.WithDeadline(ctx, dl.Add(-r.margin))
 	}
 	defer stopStarting()
+	// A stop carried in by the invocation (the process is shutting down: SIGTERM on scale-in) is a
+	// yield point like the deadline: the calls in flight finish, then the chunk checkpoints and hands on.
+	if stop := ctxutil.StopChan(ctx); stop != nil {
+		go func() {
+			select {
+			case <-stop:
+				stopStarting()
+			case <-stopCtx.Done():
+			}
+		}()
+	}
 	// This chunk's own Dataverse 429s and retries, apart from those of chunks running beside it.
 	tally := &dataverse.Tally{}
 	workCtx := ctxutil.WithStop(dataverse.WithTally(ctx, tally), stopCtx.Done())
@@ -180,7 +193,7 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 		return res, err
 	}
 	perr := pipeline.Run(workCtx, cfg, items, func(ev pipeline.Event) { r.apply(index, ev) })
-	atDeadline := errors.Is(stopCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+	atDeadline := (errors.Is(stopCtx.Err(), context.DeadlineExceeded) || ctxutil.Stopped(ctx)) && ctx.Err() == nil
 	stopFlushing()
 
 	r.mu.Lock()
@@ -209,12 +222,16 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 		res.logf("chunk %d of %s done: %d records", m.Seq, m.Run, len(r.ch.Records))
 		return res, e.finishChunk(ctx, r.ch)
 	case atDeadline && r.lastRetry == "":
-		// Stopped for the invocation deadline: checkpoint, release and continue in a new message,
-		// unless the release found the chunk taken over (the owner has its own message).
+		// Stopped for the invocation deadline or a shutdown: checkpoint, release and continue in a new
+		// message, unless the release found the chunk taken over (the owner has its own message).
 		if r.release(ctx) {
 			return r.lostOwnership(ctx, m, &res)
 		}
-		return e.yield(m, &res, "chunk %d: %d records left at the invocation deadline; continuing in a new message", m.Seq, pending)
+		why := "at the invocation deadline"
+		if ctxutil.Stopped(ctx) {
+			why = "at shutdown"
+		}
+		return e.yield(m, &res, "chunk %d: %d records left %s; continuing in a new message", m.Seq, pending, why)
 	case ctx.Err() != nil:
 		r.release(context.WithoutCancel(ctx))
 		return res, ctx.Err()

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/ctxutil"
 	"dvbulk/internal/dataverse"
 	"dvbulk/internal/pipeline"
 )
@@ -165,7 +166,7 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 			done = true
 			break
 		}
-		if pages+1 >= maxPages || (hasDeadline && time.Until(deadline) < margin) {
+		if pages+1 >= maxPages || (hasDeadline && time.Until(deadline) < margin) || ctxutil.Stopped(ctx) {
 			break
 		}
 	}
