@@ -80,13 +80,8 @@ func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 	latency := s.scale(s.cfg.Latency) + slow
 	if drop {
 		s.c.dropped.Add(1)
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				conn.Close()
-				return
-			}
-		}
-		panic(http.ErrAbortHandler)
+		abort(w)
+		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 128<<20))
 	if err != nil {
@@ -116,6 +111,11 @@ func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 	s.c.execTotal.Add(int64(s.scale(a.cost)))
 	if len(a.writes) > 0 && s.cfg.OnWrite != nil {
 		s.cfg.OnWrite(a.writes)
+	}
+	if len(a.writes) > 0 && s.faults.loseAnswer() {
+		s.c.dropped.Add(1)
+		abort(w)
+		return
 	}
 	s.reply(w, sv, user, client, latency, a)
 }

@@ -86,6 +86,10 @@ func (e *Engine) loadOrCreateChunk(ctx context.Context, man *Manifest, m *Messag
 	if !errors.Is(err, checkpoint.ErrNotFound) {
 		return nil, "", fmt.Errorf("%w: read chunk %d: %v", ErrTransient, m.Seq, err)
 	}
+	if man.Spec.Import != nil {
+		// An import chunk's records live only in its checkpoint (mapped from the file at planning).
+		return nil, "", &BadMessageError{Reason: fmt.Sprintf("import chunk %d of %s has no checkpoint; start the import again", m.Seq, m.Run)}
+	}
 	rows, err := e.DV.GetByIDs(ctx, dvTable(man.Spec), m.IDs, man.Spec.SelectColumns())
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: read chunk records: %v", ErrTransient, err)
@@ -187,12 +191,17 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 		return r.transientFailure(ctx, m, d, err.Error())
 	}
 	items, index := r.pendingItems()
-	cfg, err := r.pipelineConfig()
-	if err != nil {
-		stopFlushing()
-		return res, err
+	var perr error
+	if r.man.Spec.Import != nil {
+		perr = r.importRecords(workCtx, items, index, func(ev pipeline.Event) { r.apply(index, ev) })
+	} else {
+		cfg, err := r.pipelineConfig()
+		if err != nil {
+			stopFlushing()
+			return res, err
+		}
+		perr = pipeline.Run(workCtx, cfg, items, func(ev pipeline.Event) { r.apply(index, ev) })
 	}
-	perr := pipeline.Run(workCtx, cfg, items, func(ev pipeline.Event) { r.apply(index, ev) })
 	atDeadline := (errors.Is(stopCtx.Err(), context.DeadlineExceeded) || ctxutil.Stopped(ctx)) && ctx.Err() == nil
 	stopFlushing()
 

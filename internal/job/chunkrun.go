@@ -24,8 +24,8 @@ func (r *chunkRun) refreshResumed(ctx context.Context) error {
 		}
 	}
 	r.mu.Unlock()
-	if len(ids) == 0 || r.ch.Attempts <= 1 {
-		return nil
+	if len(ids) == 0 || r.ch.Attempts <= 1 || r.man.Spec.Import != nil {
+		return nil // an import's writes are idempotent by id or alternate key: nothing to re-read
 	}
 	spec := r.man.Spec
 	rows, err := r.e.DV.GetByIDs(ctx, dvTable(spec), ids, spec.SelectColumns())

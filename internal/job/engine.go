@@ -39,6 +39,7 @@ type Options struct {
 	WaitPoll      time.Duration // how often a duplicate delivery re-reads an owned chunk (1s)
 	ChunkSize     int           // overrides the spec's chunk size when > 0
 	DryRun        bool          // force every run started by this engine to be a dry run
+	ImportPrefix  string        // an import's source must be a blob name under this prefix ("" = anywhere in the container)
 
 	TransformBatch   int // records per enrichment call group (default: the enrich adapter's batch size)
 	TransformWorkers int // concurrent transform groups per chunk
@@ -81,6 +82,7 @@ type Engine struct {
 	Store    checkpoint.Store
 	DV       Dataverse
 	Enricher Enricher // nil when no enrich job is configured
+	Imports  ImportSource // nil when import jobs are not configured
 	Instance string   // identifies this process in ownership records
 	Log      zerolog.Logger
 	Opt      Options
@@ -153,7 +155,7 @@ func (e *Engine) Handle(ctx context.Context, body []byte, d Delivery) (Result, e
 		if lerr != nil {
 			return e.deadLetter(body, d, &BadMessageError{Reason: lerr.Error()}), nil
 		}
-		res, err = e.Start(ctx, spec, StartOptions{Run: m.Run, DryRun: m.DryRun, RerunOf: m.RerunOf, Trigger: "queue", At: e.now()})
+		res, err = e.Start(ctx, spec, StartOptions{Run: m.Run, DryRun: m.DryRun, RerunOf: m.RerunOf, Source: m.Source, Trigger: "queue", At: e.now()})
 	case KindPlan:
 		res, err = e.planStep(ctx, m.Run, m.Cursor, m.Seq, e.Opt.PlanPages)
 	case KindChunk:

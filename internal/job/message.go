@@ -41,6 +41,7 @@ type Message struct {
 	// start
 	DryRun  bool   `json:"dryRun,omitempty"`
 	RerunOf string `json:"rerunOf,omitempty"` // re-run only the failed records of this run
+	Source  string `json:"source,omitempty"`  // an import's blob name under the import container and prefix
 
 	// plan
 	Cursor string `json:"cursor,omitempty"` // @odata.nextLink to continue from; "" = the first page
@@ -117,7 +118,15 @@ func (m *Message) Validate() error {
 		if len(m.IDs) > 0 || m.Cursor != "" {
 			return bad("a start message carries no ids or cursor")
 		}
+		if m.Source != "" {
+			if err := CheckSource(m.Source, ""); err != nil {
+				return bad("%v", err)
+			}
+		}
 	case KindPlan:
+		if m.Source != "" {
+			return bad("only a start message names a source")
+		}
 		if m.Run == "" {
 			return bad("a plan message needs a run")
 		}

@@ -8,7 +8,7 @@ import (
 )
 
 // outcomeOrder is the order outcomes are listed in reports.
-var outcomeOrder = []string{"updated", "would-update", "unchanged", "gone", "skipped", "failed"}
+var outcomeOrder = []string{"created", "upserted", "updated", "would-update", "unchanged", "gone", "skipped", "failed"}
 
 // WriteReport renders a run summary for people. maxFailures bounds the failure lines printed (the
 // JSON form always has them all).
