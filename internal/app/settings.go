@@ -48,6 +48,9 @@ type Config struct {
 	Container     string
 	CheckpointDir string
 
+	ImportContainer string // DVBULK_IMPORT_CONTAINER: where import jobs' files are
+	ImportPrefix    string // DVBULK_IMPORT_PREFIX, with a trailing slash ("" = the whole container)
+
 	Job        *job.Spec
 	JobRef     string
 	ChunkSize  int
@@ -88,6 +91,8 @@ var Settings = []Setting{
 	{"DVBULK_CHECKPOINT_STORE", StoreBlob, "where the Functions app keeps checkpoints: blob (AzureWebJobsStorage) or dir (DVBULK_CHECKPOINT_DIR, one machine only)"},
 	{"DVBULK_CHECKPOINT_CONTAINER", "dvbulk-checkpoints", "blob container that holds checkpoints"},
 	{"DVBULK_CHECKPOINT_DIR", ".dvbulk", "local checkpoint directory for the console (run/status --store dir)"},
+	{"DVBULK_IMPORT_CONTAINER", "dvbulk-imports", "blob container (in AzureWebJobsStorage's account) that import jobs read their files from"},
+	{"DVBULK_IMPORT_PREFIX", "imports/", "an import's source must be a blob name under this prefix of DVBULK_IMPORT_CONTAINER"},
 	{"DVBULK_JOB", "nightly-enrichment", "built-in job name or path to a job .json file"},
 	{"DVBULK_SCHEDULE", "0 0 2 * * *", "EnrichTimer's NCRONTAB schedule (read by the Functions host)"},
 	{"DVBULK_CHUNK_SIZE", "0", "records per chunk message; 0 = the job's chunkSize (default " + strconv.Itoa(job.DefaultChunkSize) + "); max " + strconv.Itoa(job.MaxChunkSize)},
@@ -141,6 +146,17 @@ func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 		return nil, fail("DVBULK_CHECKPOINT_CONTAINER", "must be 3-63 lowercase letters, digits or '-', got %q", c.Container)
 	}
 	c.CheckpointDir = get("DVBULK_CHECKPOINT_DIR")
+	c.ImportContainer = get("DVBULK_IMPORT_CONTAINER")
+	if !validContainer(c.ImportContainer) {
+		return nil, fail("DVBULK_IMPORT_CONTAINER", "must be 3-63 lowercase letters, digits or '-', got %q", c.ImportContainer)
+	}
+	c.ImportPrefix = strings.TrimSuffix(get("DVBULK_IMPORT_PREFIX"), "/")
+	if c.ImportPrefix != "" {
+		if err := job.CheckSource(c.ImportPrefix, ""); err != nil {
+			return nil, fail("DVBULK_IMPORT_PREFIX", "must be a blob name prefix such as imports/: %v", err)
+		}
+		c.ImportPrefix += "/"
+	}
 
 	ints := []struct {
 		name     string

@@ -10,6 +10,7 @@ import (
 	"dvbulk/internal/checkpoint"
 	"dvbulk/internal/dataverse"
 	"dvbulk/internal/enrich"
+	"dvbulk/internal/importsrc"
 	"dvbulk/internal/job"
 )
 
@@ -44,14 +45,30 @@ func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger) (*job.Engin
 	}
 	host, _ := os.Hostname()
 	e := &job.Engine{
-		Store: st, DV: dv, Enricher: en, Log: log,
+		Store: st, DV: dv, Enricher: en, Log: log, Imports: importSource(cfg, log),
 		Instance: fmt.Sprintf("%s-%d", host, os.Getpid()),
 		Opt: job.Options{Lease: cfg.Lease, FlushInterval: cfg.Flush, StaleAfter: cfg.StaleAfter, PlanPages: cfg.PlanPages,
-			ChunkSize: cfg.ChunkSize, DryRun: cfg.DryRun, TransformBatch: cfg.EnrichBatch,
+			ChunkSize: cfg.ChunkSize, DryRun: cfg.DryRun, TransformBatch: cfg.EnrichBatch, ImportPrefix: cfg.ImportPrefix,
 			TransformWorkers: cfg.TWorkers, WriteWorkers: cfg.WWorkers},
 	}
 	e.Init()
 	return e, dv, nil
+}
+
+// importSource is the import container in the storage account of AzureWebJobsStorage, or nil
+// when no storage is configured (import jobs are then refused with a reason naming the setting).
+func importSource(cfg *Config, log zerolog.Logger) job.ImportSource {
+	bc, err := cfg.Storage.blobConfig()
+	if err != nil {
+		return nil
+	}
+	bc.Container = cfg.ImportContainer
+	src, err := importsrc.NewBlob(bc)
+	if err != nil {
+		log.Warn().Err(err).Msg("import source unavailable; import jobs will be refused")
+		return nil
+	}
+	return src
 }
 
 // retries maps the setting (0 = no retries) to the client's convention (negative = none).

@@ -54,49 +54,46 @@ func decodeCursor(s string) (importfile.Position, error) {
 
 // openImport opens man's source at pos and returns its decoder. The source's version must still
 // be the one the run started on.
-func (e *Engine) openImport(ctx context.Context, man *Manifest, pos importfile.Position) (importfile.Decoder, io.Closer, error) {
+func (e *Engine) openImport(ctx context.Context, man *Manifest, pos importfile.Position) (importfile.Decoder, io.Closer, string, error) {
 	if e.Imports == nil {
-		return nil, nil, &BadMessageError{Reason: "import jobs are not configured (no import source)"}
+		return nil, nil, "", &BadMessageError{Reason: "import jobs are not configured: no import source (AzureWebJobsStorage, DVBULK_IMPORT_CONTAINER)"}
 	}
 	im := man.Spec.Import
 	f, err := im.format(man.Source)
 	if err != nil {
-		return nil, nil, &BadMessageError{Reason: err.Error()}
+		return nil, nil, "", &BadMessageError{Reason: err.Error()}
 	}
 	enc, err := importfile.LookupEncoding(im.Encoding)
 	if err != nil {
-		return nil, nil, &BadMessageError{Reason: err.Error()}
+		return nil, nil, "", &BadMessageError{Reason: err.Error()}
 	}
 	rc, version, err := e.Imports.Open(ctx, man.Source, pos.Offset)
 	if errors.Is(err, ErrSourceMissing) {
-		return nil, nil, &BadMessageError{Reason: err.Error()}
+		return nil, nil, "", &BadMessageError{Reason: err.Error()}
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: open %s: %v", ErrTransient, man.Source, err)
+		return nil, nil, "", fmt.Errorf("%w: open %s: %v", ErrTransient, man.Source, err)
 	}
 	if man.SourceVersion != "" && version != man.SourceVersion {
 		rc.Close()
-		return nil, nil, &BadMessageError{Reason: fmt.Sprintf("source %s changed since run %s started (version %s, now %s); start a new run", man.Source, man.Run, man.SourceVersion, version)}
+		return nil, nil, "", &BadMessageError{Reason: fmt.Sprintf("source %s changed since run %s started (version %s, now %s); start a new run", man.Source, man.Run, man.SourceVersion, version)}
 	}
 	dec, err := importfile.NewDecoder(rc, importfile.Options{Format: f, Encoding: enc, Start: pos, Header: man.Header})
 	if err != nil {
 		rc.Close()
-		return nil, nil, &BadMessageError{Reason: fmt.Sprintf("source %s: %v", man.Source, err)}
+		return nil, nil, "", &BadMessageError{Reason: fmt.Sprintf("source %s: %v", man.Source, err)}
 	}
-	return dec, rc, nil
+	return dec, rc, version, nil
 }
 
 // probeImport checks a new import run's source before the run is created: it exists, its header
 // (CSV) has every mapped column. It returns the source's version and header.
 func (e *Engine) probeImport(ctx context.Context, spec *Spec, source string) (string, []string, error) {
-	if e.Imports == nil {
-		return "", nil, &BadMessageError{Reason: "import jobs are not configured (no import source)"}
-	}
 	if err := CheckSource(source, e.Opt.ImportPrefix); err != nil {
 		return "", nil, &BadMessageError{Reason: err.Error()}
 	}
 	man := &Manifest{Spec: spec, Source: source}
-	dec, c, err := e.openImport(ctx, man, importfile.Position{})
+	dec, c, version, err := e.openImport(ctx, man, importfile.Position{})
 	if err != nil {
 		return "", nil, err
 	}
@@ -105,10 +102,6 @@ func (e *Engine) probeImport(ctx context.Context, spec *Spec, source string) (st
 		if err := spec.Import.Mapping.CheckHeader(h); err != nil {
 			return "", nil, &BadMessageError{Reason: fmt.Sprintf("source %s: %v", source, err)}
 		}
-	}
-	_, version, err := e.Imports.Open(ctx, source, 0)
-	if err != nil {
-		return "", nil, fmt.Errorf("%w: open %s: %v", ErrTransient, source, err)
 	}
 	return version, dec.Header(), nil
 }
@@ -148,7 +141,7 @@ func (e *Engine) planImport(ctx context.Context, man *Manifest, cursor string, s
 			return res, fmt.Errorf("%w: read import keys of %s: %v", ErrTransient, man.Run, err)
 		}
 	}
-	dec, closer, err := e.openImport(ctx, man, pos)
+	dec, closer, _, err := e.openImport(ctx, man, pos)
 	if err != nil {
 		return res, err
 	}
