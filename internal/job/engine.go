@@ -81,9 +81,9 @@ func (o *Options) defaults() {
 type Engine struct {
 	Store    checkpoint.Store
 	DV       Dataverse
-	Enricher Enricher // nil when no enrich job is configured
+	Enricher Enricher     // nil when no enrich job is configured
 	Imports  ImportSource // nil when import jobs are not configured
-	Instance string   // identifies this process in ownership records
+	Instance string       // identifies this process in ownership records
 	Log      zerolog.Logger
 	Opt      Options
 	Now      func() time.Time

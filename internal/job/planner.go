@@ -21,10 +21,10 @@ type StartOptions struct {
 	DryRun  bool
 	RerunOf string // re-run only the failed records of that run
 	Source  string // an import's source blob
-
-	version string   // the source's version, found by Start
-	header  []string // its CSV header
 	Trigger string // timer, queue, cli
+
+	version string   // the import source's version, found by Start
+	header  []string // its CSV header
 }
 
 // Start begins a run of spec unless one is already active: a second timer tick while a run is in

@@ -86,8 +86,8 @@ type Write struct {
 const (
 	DefaultChunkSize = 500  // a job's chunkSize when it does not say
 	MaxChunkSize     = 1000 // 1000 GUIDs fit a 64 KiB queue message after base64 with room to spare
-	MaxPageSize  = 5000 // Dataverse's maximum odata.maxpagesize
-	MaxBatchSize = 1000 // Dataverse's default $batch limit
+	MaxPageSize      = 5000 // Dataverse's maximum odata.maxpagesize
+	MaxBatchSize     = 1000 // Dataverse's default $batch limit
 )
 
 var (
