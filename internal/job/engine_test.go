@@ -51,7 +51,7 @@ func runAll(t *testing.T, e *Engine, spec *Spec, o StartOptions) (string, []stri
 }
 
 // drain processes res's messages and all that follow on an in-process queue; it returns the dead letters.
-func drain(ctx context.Context, t *testing.T, e *Engine, res Result) []string {
+func drain(ctx context.Context, t testing.TB, e *Engine, res Result) []string {
 	t.Helper()
 	var mu sync.Mutex
 	var dead []string

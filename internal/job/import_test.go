@@ -40,7 +40,7 @@ const importSpecJSON = `{
 // importFile writes a CSV of n contacts: quoted fields with commas and quotes, a multi-line note
 // every 25th row, lookups to the seeded accounts by account number, and bad rows of every kind.
 // It returns the file, the legacy ids that must exist afterwards and the bad rows' record numbers.
-func importFile(t *testing.T, n, accounts int) (string, map[string]bool, map[int64]string) {
+func importFile(t testing.TB, n, accounts int) (string, map[string]bool, map[int64]string) {
 	var b strings.Builder
 	b.WriteString("\uFEFFLegacy ID,First,Last,Email,Children,Notes,Account\r\n")
 	good := map[string]bool{}
@@ -79,7 +79,7 @@ func importFile(t *testing.T, n, accounts int) (string, map[string]bool, map[int
 	return dir, good, bad
 }
 
-func importEngine(t *testing.T, sim *dvsim.Sim, dir string) *Engine {
+func importEngine(t testing.TB, sim *dvsim.Sim, dir string) *Engine {
 	base, stop := sim.Start()
 	t.Cleanup(stop)
 	dv, err := dataverse.New(dataverse.Config{URL: base, MaxConcurrency: 8, Logger: zerolog.Nop(), RetryBaseDelay: 5 * time.Millisecond, RetryMaxDelay: 50 * time.Millisecond})
@@ -92,7 +92,7 @@ func importEngine(t *testing.T, sim *dvsim.Sim, dir string) *Engine {
 	return e
 }
 
-func runImport(t *testing.T, e *Engine, source string) *Summary {
+func runImport(t testing.TB, e *Engine, source string) *Summary {
 	t.Helper()
 	spec, err := Parse([]byte(importSpecJSON))
 	if err != nil {
