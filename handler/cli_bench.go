@@ -19,9 +19,12 @@ const benchHelp = `Usage: dvbulk bench [flags]
 Measures the nightly enrichment job side by side on the built-in simulators and prints the figures:
 the bound computed from the environment's limits alone (pure, and respecting x-ms-dop-hint), the
 seed's sequential loop (sampled, extrapolated), the seed's per-record Parallel.ForEachAsync pattern,
-and this product (planner + chunk pipeline over several instances), for the prod profile (4 web
-servers, dop hint 48) and the sandbox profile (1 server, dop hint 4); then the peak memory of one
-instance process (dvbulk run) over 1,000,000 accounts. The simulators run time-scaled; every
+and this product (planner + chunk pipeline over several instances) twice: tuned (told the
+enrichment service's limits) and with the shipped defaults (no setting given), for the prod
+profile (4 web servers, dop hint 48) and the sandbox profile (1 server, dop hint 4); then the peak
+memory of one instance process (dvbulk run) over 1,000,000 accounts. The enrichment service's
+capacity (16-128 concurrent requests, queueing above it) and records per request (1-100) are drawn
+per run from --enrich-seed and printed; the bound uses those true values. The simulators run time-scaled; every
 figure is a real-time equivalent. Nothing is asserted: targets are marked PASS or MISS.
 
 Examples:
@@ -29,6 +32,7 @@ Examples:
   dvbulk bench --profile prod --skip-memory
   dvbulk bench --accounts 10000 --skip-memory
   dvbulk bench --profile sandbox --time-scale 5
+  dvbulk bench --profile prod --only defaults --skip-memory --enrich-seed 7
 
 Flags:
 `
@@ -55,7 +59,9 @@ func cmdBench(ctx context.Context, args []string, _ func(string) string, stdout,
 	fs.IntVar(&kn.WriteWorkers, "write-workers", 0, "product: concurrent writes per chunk (0 = default)")
 	fs.IntVar(&kn.Messages, "messages", 0, "product: chunk messages processed at once per instance (0 = default)")
 	fs.DurationVar(&kn.FlushInterval, "flush-interval", 0, "product: how often a running chunk checkpoints (0 = default)")
-	only := fs.String("only", "", "comma-separated strategies to run: sequential, seed, product (default all)")
+	only := fs.String("only", "", "comma-separated strategies to run: sequential, seed, product (tuned), defaults (default all)")
+	enrichSeed := fs.Uint64("enrich-seed", 0, "seed of the enrichment service's capacity (16-128) and records per request (1-100), which the product is not told (0 = from the clock; printed)")
+	fixedService := fs.Bool("fixed-service", false, "use the profiles' own enrichment service (32 concurrent, 25 records, 429 at once) instead of a drawn one")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the whole bench to this file")
 	fs.Usage = func() { fmt.Fprint(stderr, benchHelp); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
@@ -95,15 +101,22 @@ func cmdBench(ctx context.Context, args []string, _ func(string) string, stdout,
 	for _, s := range strings.Split(*only, ",") {
 		switch s = strings.TrimSpace(s); s {
 		case "":
-		case "sequential", "seed", "product":
+		case "sequential", "seed", "product", "defaults":
 			sel[s] = true
 		default:
-			fmt.Fprintf(stderr, "dvbulk bench: --only takes sequential, seed and product, got %q\n", s)
+			fmt.Fprintf(stderr, "dvbulk bench: --only takes sequential, seed, product and defaults, got %q\n", s)
 			return 2
 		}
 	}
+	seedValue := *enrichSeed
+	for seedValue == 0 {
+		seedValue = uint64(time.Now().UnixNano()) % 1_000_000
+	}
 	for i := range profiles {
 		profiles[i].Active, profiles[i].Inactive = *accounts, *accounts/10
+		if !*fixedService {
+			profiles[i] = profiles[i].RandomService(seedValue)
+		}
 	}
 	dir, err := os.MkdirTemp("", "dvbulk-bench-")
 	if err != nil {

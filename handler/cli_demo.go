@@ -15,10 +15,12 @@ import (
 	"golang.org/x/term"
 
 	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/ctxutil"
 	"dvbulk/internal/dvsim"
 	"dvbulk/internal/enrich/enrichsim"
 	"dvbulk/internal/funcemu"
 	"dvbulk/internal/job"
+	"dvbulk/internal/report"
 )
 
 const demoHelp = `Usage: dvbulk demo [flags]
@@ -28,7 +30,7 @@ protection: 4 web servers, 52 concurrent / 6,000 requests / 1,200 s of server ti
 server, x-ms-dop-hint 48) and the enrichment simulator, with the Functions host played around several
 handler instances (this same binary): the timer plans the run, chunk messages flow through the queue,
 the instances enrich and write with checkpoints in a local directory. Shows live progress, then the
-run report and a check of every account against the simulators.
+run report, a check of every account against the simulators, and the path of the HTML run report.
 
 Examples:
   dvbulk demo
@@ -47,6 +49,7 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 	instances := fs.Int("instances", 3, "handler instances (processes) the emulated host scales out to")
 	dir := fs.String("dir", "", "checkpoint directory (default: a temporary one)")
 	keep := fs.Bool("keep", false, "keep the checkpoint directory and instance logs")
+	reportPath := fs.String("report", filepath.Join("bin", "demo-report.html"), "write the run report (HTML) here")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
 	fs.Usage = func() { fmt.Fprint(stderr, demoHelp); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
@@ -62,14 +65,14 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	if err := demo(ctx, sf, *instances, *dir, *keep, stdout, stderr); err != nil {
+	if err := demo(ctx, sf, *instances, *dir, *reportPath, *keep, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "dvbulk demo: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func demo(ctx context.Context, sf simFlags, instances int, dir string, keep bool, stdout, stderr io.Writer) error {
+func demo(ctx context.Context, sf simFlags, instances int, dir, reportPath string, keep bool, stdout, stderr io.Writer) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -113,6 +116,7 @@ func demo(ctx context.Context, sf simFlags, instances int, dir string, keep bool
 			"DVBULK_CHECKPOINT_STORE=dir", "DVBULK_CHECKPOINT_DIR=" + dir,
 			"DVBULK_JOB=nightly-enrichment", "DVBULK_SCHEDULE=0 0 2 * * *", "DVBULK_LOG_LEVEL=info",
 			fmt.Sprintf("DVBULK_TRANSFORM_WORKERS=%d", max(1, 30/instances)), "DVBULK_WRITE_WORKERS=4",
+			"DVBULK_TELEMETRY_INTERVAL=1s", // a run of seconds: samples every second for the live line and the charts
 		},
 	})
 	if err != nil {
@@ -143,17 +147,23 @@ func demo(ctx context.Context, sf simFlags, instances int, dir string, keep bool
 		return fmt.Errorf("the timer started no run (logs: %s)", logPath)
 	}
 	runID := runs[len(runs)-1]
-	sum, err := watch(ctx, st, runID, dv, en, t0, stdout)
+	sum, err := demoWatch(ctx, st, runID, stdout)
 	if err != nil {
 		return fmt.Errorf("%w (logs: %s)", err, logPath)
 	}
+	took := time.Since(t0)
+	rerr := demoReport(ctx, st, runID, reportPath)
 	stopRun()
 	fmt.Fprintln(stdout)
-	job.WriteReport(stdout, sum, 10)
+	writeReport(stdout, sum, 10)
 	fmt.Fprintln(stdout)
-	if err := verify(stdout, dv, en, sf, sum, time.Since(t0)); err != nil {
+	if err := verify(stdout, dv, en, sf, sum, took); err != nil {
 		return err
 	}
+	if rerr != nil {
+		return fmt.Errorf("run report: %w (logs: %s)", rerr, logPath)
+	}
+	fmt.Fprintf(stdout, "\nrun report (charts, slowest chunks, settings): %s\n", reportPath)
 	if keep {
 		fmt.Fprintf(stdout, "\ncheckpoints and instance logs kept in %s (try: DVBULK_CHECKPOINT_DIR=%s dvbulk status)\n", dir, dir)
 	}
@@ -179,62 +189,35 @@ func appRoot(exe string) (string, error) {
 	return "", errors.New("host.json not found: run the demo from the app folder (make demo does)")
 }
 
-// watch shows progress until the run's summary exists.
-func watch(ctx context.Context, st checkpoint.Store, run string, dv *dvsim.Sim, en *enrichsim.Sim, t0 time.Time, w io.Writer) (*job.Summary, error) {
-	tty := false
-	if f, ok := w.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
+// demoWatch shows the live status line (the same code as status --watch) until the run completes.
+func demoWatch(ctx context.Context, st checkpoint.Store, run string, w io.Writer) (*job.Summary, error) {
+	every := 2 * time.Second
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		every = 250 * time.Millisecond
 	}
-	interval := 2 * time.Second
-	if tty {
-		interval = 250 * time.Millisecond
-	}
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		s, err := job.ReadStatus(ctx, st, run)
-		if err == nil && s.Summary != nil {
-			return s.Summary, nil
-		}
-		if err == nil {
-			line := progressLine(s, dv, en, t0)
-			if tty {
-				fmt.Fprintf(w, "\r\033[K%s", line)
-			} else {
-				fmt.Fprintln(w, line)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("run %s did not finish: %w", run, ctx.Err())
-		case <-tick.C:
-		}
-	}
+	return watchRun(ctx, st, run, every, func(l *report.Live) { liveLine(w, l.Line()) })
 }
 
-func progressLine(s *job.Status, dv *dvsim.Sim, en *enrichsim.Sim, t0 time.Time) string {
-	total := s.Manifest.PlannedRecords
-	done := 0
-	if s.Progress != nil {
-		done = s.Progress.Records
+// demoReport copies the run report the completing instance wrote (runs/<run>/report.html) to path.
+// The summary is written just before it, so it may take a moment to appear.
+func demoReport(ctx context.Context, st checkpoint.Store, run, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		data, _, err := st.Get(ctx, report.Name(run))
+		if err == nil {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+			return os.WriteFile(path, data, 0o644)
+		}
+		if !errors.Is(err, checkpoint.ErrNotFound) {
+			return err
+		}
+		if err := ctxutil.Sleep(ctx, 200*time.Millisecond); err != nil {
+			return fmt.Errorf("the completing instance wrote no %s: %w", report.Name(run), err)
+		}
 	}
-	elapsed := time.Since(t0).Seconds()
-	rate := float64(done) / max(elapsed, 0.001)
-	eta := "?"
-	if rate > 0 && s.Manifest.PlanningDone {
-		eta = (time.Duration(float64(total-done)/rate) * time.Second).Round(time.Second).String()
-	}
-	c := dv.Counters()
-	throttled := int64(0)
-	for _, n := range c.Throttled {
-		throttled += n
-	}
-	pct := 0.0
-	if total > 0 {
-		pct = 100 * float64(done) / float64(total)
-	}
-	return fmt.Sprintf("%6.1fs  %6d/%-6d records %5.1f%%  %5.0f rec/s  ETA %-6s  429s %d  DOP %d (Dataverse in flight)  enrichment in flight %d",
-		elapsed, done, total, pct, rate, eta, throttled, c.InFlight, en.Counters().InFlight)
 }
 
 // verify checks every account against the simulators: active ones hold exactly the enrichment, the

@@ -13,6 +13,7 @@ import (
 
 	"dvbulk/internal/app"
 	"dvbulk/internal/job"
+	"dvbulk/internal/report"
 )
 
 const runHelp = `Usage: dvbulk run [flags]
@@ -74,6 +75,8 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	if *dryRun {
 		eng.Opt.DryRun = true
 	}
+	stopTelemetry := app.RunTelemetry(ctx, eng)
+	defer stopTelemetry()
 
 	var first job.Result
 	runID := *resume
@@ -126,7 +129,8 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(status.Summary)
 	} else {
-		job.WriteReport(stdout, status.Summary, 50)
+		writeReport(stdout, status.Summary, 50)
+		fmt.Fprintf(stderr, "run report: dvbulk report %s -o report.html (also at %s in the checkpoint store)\n", runID, report.Name(runID))
 	}
 	if len(status.Summary.DeadLettered) > 0 {
 		return 1 // records left unfinished; failed records alone are outcomes, listed in the report

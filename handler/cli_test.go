@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -42,6 +44,7 @@ func TestMisconfigurationExits2NamingTheSetting(t *testing.T) {
 		{"bad bool", with("DVBULK_DRY_RUN", "maybe"), []string{"run"}, "DVBULK_DRY_RUN"},
 		{"missing enrichment url", with("ENRICHMENT_URL", "<unset>"), []string{"run"}, "ENRICHMENT_URL"},
 		{"bad log level", with("DVBULK_LOG_LEVEL", "loud"), []string{"run"}, "DVBULK_LOG_LEVEL"},
+		{"jobs directory missing", with("DVBULK_JOBS_DIR", "/nonexistent/dvbulk-jobs"), []string{"run"}, "DVBULK_JOBS_DIR"},
 		{"handler without port", base, nil, "FUNCTIONS_CUSTOMHANDLER_PORT"},
 		{"handler with bad setting", with("FUNCTIONS_CUSTOMHANDLER_PORT", "7071"), nil, ""},
 	}
@@ -81,5 +84,29 @@ func TestHelpForEverySubcommand(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"run", "--workers", "0"}, envOf(nil), &out, &errb); code != 2 {
 		t.Fatalf("bad flag value: exit %d", code)
+	}
+}
+
+// A bad spec in the jobs directory stops the custom handler at start: exit 2, one line naming the
+// setting, the file and the field.
+func TestBadJobSpecStopsTheHandlerAtStart(t *testing.T) {
+	dir := t.TempDir()
+	spec := `{"name":"bad-one","table":{"entitySet":"accounts","logicalName":"account","key":"accountid"},
+"columns":{"accountid":"guid","description":"string"},"input":["description"],"writable":["description"],
+"transform":{"kind":"recalculate","set":{"description":"\"x\""}},"write":{"mode":"bulk","batchSize":5000}}`
+	if err := os.WriteFile(filepath.Join(dir, "bad-one.json"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"DATAVERSE_URL": "http://127.0.0.1:5555", "DATAVERSE_AUTH": "none", "ENRICHMENT_URL": "http://127.0.0.1:5556/enrich",
+		"FUNCTIONS_CUSTOMHANDLER_PORT": "7071", "DVBULK_JOBS_DIR": dir}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), nil, envOf(env), &out, &errb); code != 2 {
+		t.Fatalf("exit %d, want 2 (stderr %q)", code, errb.String())
+	}
+	line := strings.TrimSpace(errb.String())
+	for _, want := range []string{"DVBULK_JOBS_DIR", "bad-one.json", "write.batchSize"} {
+		if strings.Count(line, "\n") > 0 || !strings.Contains(line, want) {
+			t.Errorf("stderr %q: want one line naming %s", line, want)
+		}
 	}
 }

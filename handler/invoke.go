@@ -13,8 +13,9 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// The host's request and response, as read from the Functions host source
-// (reference/functions-host.md), not the docs example: strings and numbers in Data and Metadata
+// The host's request and response, as read from the Functions host's source
+// (github.com/Azure/azure-functions-host), not the example in Microsoft's "Azure Functions custom
+// handlers": strings and numbers in Data and Metadata
 // arrive JSON-encoded a second time, DequeueCount is a string, Id and PopReceipt carry inner quotes,
 // and a queue message's own JSON properties are copied into Metadata (overwriting same-named keys).
 

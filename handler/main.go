@@ -30,7 +30,8 @@ type command struct {
 
 var commands = map[string]command{
 	"run":      {"run a job in this process against a Dataverse environment (resumable)", cmdRun},
-	"status":   {"show a run's progress and report from the checkpoint store", cmdStatus},
+	"status":   {"show a run's progress and report from the checkpoint store (--watch: live)", cmdStatus},
+	"report":   {"write a run's HTML report, or its failed records as CSV (--failed)", cmdReport},
 	"simulate": {"start the Dataverse and enrichment simulators on loopback", cmdSimulate},
 	"demo":     {"run the nightly enrichment end to end against the simulators", cmdDemo},
 	"bench":    {"measure throughput against the limits and the seed's patterns", cmdBench},
@@ -106,9 +107,12 @@ func serveHandler(ctx context.Context, getenv func(string) string, stdout, stder
 		fmt.Fprintf(stderr, "dvbulk: listen on FUNCTIONS_CUSTOMHANDLER_PORT %d: %v\n", port, err)
 		return 1
 	}
-	log.Info().Str("job", cfg.Job.Name).Str("store", kind).Dur("function_timeout", hs.FunctionTimeout).
-		Int("max_dequeue", hs.MaxDequeueCount).Str("instance", eng.Instance).Msg("custom handler ready")
-	srv := newServer(&functionApp{engine: eng, spec: cfg.Job, log: log}, log, hs.FunctionTimeout)
+	log = log.With().Str("instance", eng.Instance).Logger() // invocation loggers derive from it
+	log.Info().Str("job", cfg.Job.Name).Strs("jobs", cfg.Jobs.Names()).Str("jobs_dir", cfg.JobsDir).Str("store", kind).Dur("function_timeout", hs.FunctionTimeout).
+		Int("max_dequeue", hs.MaxDequeueCount).Msg("custom handler ready")
+	stopTelemetry := app.RunTelemetry(ctx, eng)
+	defer stopTelemetry()
+	srv := newServer(&functionApp{engine: eng, spec: cfg.Job, log: log, retention: cfg.TelemetryRetention}, log, hs.FunctionTimeout)
 	if err := srv.serve(ctx, ln); err != nil {
 		log.Error().Err(err).Msg("server stopped")
 		return 1

@@ -128,6 +128,9 @@ func (s *server) invoke(name string, call func(context.Context, *Invocation, *in
 		ev := log.Info()
 		if err != nil {
 			ev = log.Warn().Err(err)
+			if stopped(ctx, err) {
+				ev = log.Info().Err(err) // a stop is not a failure; the work resumes on redelivery
+			}
 			res.Logs = append(res.Logs, "failed: "+err.Error())
 		}
 		ev.Int("status", status).Dur("took", time.Since(started)).Int("outputs", countOutputs(res)).Msg("invocation done")

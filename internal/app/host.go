@@ -20,9 +20,9 @@ type Host struct {
 	MaxDequeueCount int           // host.json extensions.queues.maxDequeueCount
 }
 
-// The host's defaults when host.json says nothing ("host.json reference for Azure Functions 2.x and
-// later": functionTimeout 5 minutes on Consumption, maxDequeueCount 5). The handler assumes the
-// Consumption maximum of 10 minutes, which this app's host.json sets.
+// What the handler assumes when host.json is missing or silent (the CLI, tests): maxDequeueCount is the
+// host's default of 5 ("host.json reference for Azure Functions 2.x and later"); functionTimeout is
+// taken as 10 minutes, the Linux Consumption maximum. The app's own host.json sets both.
 const (
 	DefaultFunctionTimeout = 10 * time.Minute
 	DefaultMaxDequeueCount = job.DefaultMaxDequeue

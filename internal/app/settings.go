@@ -5,12 +5,14 @@
 // from here, never a getenv.
 //
 // azidentity's DefaultAzureCredential also reads AZURE_* variables itself (its environment
-// credential): that is the library's design, documented in the README's Authentication section.
+// credential): that is the library's design, noted in the README's Settings section.
 package app
 
 import (
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +40,7 @@ type Config struct {
 	EnrichmentHeader string
 	EnrichBatch      int
 	EnrichConc       int
+	EnrichAdaptive   bool
 	EnrichRPS        float64
 	EnrichTimeout    time.Duration
 
@@ -53,6 +56,8 @@ type Config struct {
 
 	Job        *job.Spec
 	JobRef     string
+	JobsDir    string       // DVBULK_JOBS_DIR resolved against the app root
+	Jobs       *job.Catalog // built-in jobs plus the jobs directory's: what a start message may name
 	ChunkSize  int
 	DryRun     bool
 	Lease      time.Duration
@@ -62,6 +67,9 @@ type Config struct {
 	TWorkers   int
 	WWorkers   int
 	LogLevel   zerolog.Level
+
+	TelemetryInterval  time.Duration // 0 = no samples
+	TelemetryRetention time.Duration // 0 = keep
 }
 
 // SettingError names the setting that is wrong; the CLI prints it as the one-line reason for exit 2.
@@ -83,8 +91,9 @@ var Settings = []Setting{
 	{"ENRICHMENT_URL", "", "required by enrich jobs; https unless loopback"},
 	{"ENRICHMENT_API_KEY", "", "optional; sent in the ENRICHMENT_API_KEY_HEADER header; never logged"},
 	{"ENRICHMENT_API_KEY_HEADER", enrich.DefaultAPIKeyHeader, "header that carries the enrichment API key"},
-	{"ENRICHMENT_BATCH_SIZE", strconv.Itoa(enrich.DefaultBatchSize), "records per enrichment request (1-1000)"},
-	{"ENRICHMENT_CONCURRENCY", strconv.Itoa(enrich.DefaultConcurrency), "concurrent enrichment requests per instance (1-256)"},
+	{"ENRICHMENT_BATCH_SIZE", strconv.Itoa(enrich.DefaultBatchSize), "most records per enrichment request (1-1000); a 400/413 on several is retried in halves and a smaller size the service takes is learned"},
+	{"ENRICHMENT_CONCURRENCY", strconv.Itoa(enrich.DefaultConcurrency), "ceiling of concurrent enrichment requests per instance (1-256); below it the limit adapts to the service's latency and 429s"},
+	{"ENRICHMENT_ADAPTIVE", "true", "false: always ENRICHMENT_CONCURRENCY requests at once (a fixed concurrency) instead of adapting up to it"},
 	{"ENRICHMENT_RPS", "0", "enrichment requests per second per instance; 0 = no limit"},
 	{"ENRICHMENT_TIMEOUT", duration(enrich.DefaultTimeout), "timeout of one enrichment request"},
 	{"AzureWebJobsStorage", "", "storage connection for checkpoints; UseDevelopmentStorage=true means Azurite"},
@@ -93,7 +102,8 @@ var Settings = []Setting{
 	{"DVBULK_CHECKPOINT_DIR", ".dvbulk", "local checkpoint directory for the console (run/status --store dir)"},
 	{"DVBULK_IMPORT_CONTAINER", "dvbulk-imports", "blob container (in AzureWebJobsStorage's account) that import jobs read their files from"},
 	{"DVBULK_IMPORT_PREFIX", "imports/", "an import's source must be a blob name under this prefix of DVBULK_IMPORT_CONTAINER"},
-	{"DVBULK_JOB", "nightly-enrichment", "built-in job name or path to a job .json file"},
+	{"DVBULK_JOB", "nightly-enrichment", "the timer's job: a built-in job, a job from DVBULK_JOBS_DIR (by name), or a path to a job .json file"},
+	{"DVBULK_JOBS_DIR", DefaultJobsDir, "directory of custom job specs (*.json), relative to the app root; all are validated at start and start messages may name them; the default may be absent (no custom jobs), a directory set here must exist"},
 	{"DVBULK_SCHEDULE", "0 0 2 * * *", "EnrichTimer's NCRONTAB schedule (read by the Functions host)"},
 	{"DVBULK_CHUNK_SIZE", "0", "records per chunk message; 0 = the job's chunkSize (default " + strconv.Itoa(job.DefaultChunkSize) + "); max " + strconv.Itoa(job.MaxChunkSize)},
 	{"DVBULK_DRY_RUN", "false", "true: do everything but the writes; the report shows what would change"},
@@ -105,9 +115,11 @@ var Settings = []Setting{
 	{"DVBULK_STALE_AFTER", duration(job.DefaultStaleAfter), "a run without progress for this long is taken over by the next timer tick"},
 	{"DVBULK_FLUSH_INTERVAL", duration(job.DefaultFlushInterval), "how often a running chunk writes its checkpoint"},
 	{"DVBULK_PLAN_PAGES", strconv.Itoa(job.DefaultPlanPages), "pages of 5,000 records planned per plan message; a step's chunks are queued only when it returns, so small steps start chunks sooner"},
-	{"DVBULK_TRANSFORM_WORKERS", strconv.Itoa(pipeline.DefaultTransformWorkers), "concurrent enrichment calls per chunk; ENRICHMENT_CONCURRENCY caps all chunks of an instance together, so match it and one chunk alone can fill it"},
+	{"DVBULK_TRANSFORM_WORKERS", "0", "concurrent enrichment call groups per chunk; 0 = ENRICHMENT_CONCURRENCY, so one chunk alone can fill the instance (the instance's limit still caps all its chunks together)"},
 	{"DVBULK_WRITE_WORKERS", strconv.Itoa(pipeline.DefaultWriteWorkers), "concurrent write requests per chunk"},
 	{"DVBULK_LOG_LEVEL", "info", "trace, debug, info, warn or error"},
+	{"DVBULK_TELEMETRY_INTERVAL", "5s", "how often each instance writes a telemetry sample of the runs it works on (1s-5m; 0 = none: no live rate, ETA or charts)"},
+	{"DVBULK_TELEMETRY_RETENTION", "720h", "the timer deletes the telemetry of runs finished longer ago than this (their report.html and summary stay); 0 = keep"},
 }
 
 // Load reads and validates the settings. needDataverse lets subcommands that only read checkpoints
@@ -132,8 +144,16 @@ func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 	if c.LogLevel, err = zerolog.ParseLevel(strings.ToLower(get("DVBULK_LOG_LEVEL"))); err != nil || get("DVBULK_LOG_LEVEL") == "" {
 		return nil, fail("DVBULK_LOG_LEVEL", "must be trace, debug, info, warn or error, got %q", getenv("DVBULK_LOG_LEVEL"))
 	}
+	if c.JobsDir, c.Jobs, err = loadJobs(getenv); err != nil {
+		return nil, err
+	}
 	c.JobRef = get("DVBULK_JOB")
-	if c.Job, err = job.Lookup(c.JobRef); err != nil {
+	if strings.HasSuffix(c.JobRef, ".json") {
+		c.Job, err = job.Lookup(c.JobRef) // a file for the timer and the CLI; start messages cannot name it
+	} else {
+		c.Job, err = c.Jobs.Lookup(c.JobRef)
+	}
+	if err != nil {
 		return nil, fail("DVBULK_JOB", "%v", err)
 	}
 	c.Storage = readStorage(storageSetting, getenv)
@@ -169,7 +189,7 @@ func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 		{"DVBULK_DATAVERSE_CONCURRENCY", &c.DVConcurrency, 1, 1000},
 		{"DVBULK_MAX_RETRIES", &c.MaxRetries, 0, 50},
 		{"DVBULK_PLAN_PAGES", &c.PlanPages, 1, 1000},
-		{"DVBULK_TRANSFORM_WORKERS", &c.TWorkers, 1, 256},
+		{"DVBULK_TRANSFORM_WORKERS", &c.TWorkers, 0, 256},
 		{"DVBULK_WRITE_WORKERS", &c.WWorkers, 1, 256},
 	}
 	for _, s := range ints {
@@ -183,17 +203,28 @@ func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 		name     string
 		dst      *time.Duration
 		min, max time.Duration
+		zeroOff  bool // 0 switches the feature off
 	}{
-		{"ENRICHMENT_TIMEOUT", &c.EnrichTimeout, time.Second, 10 * time.Minute},
-		{"DVBULK_REQUEST_TIMEOUT", &c.RequestTimeout, time.Second, 10 * time.Minute},
-		{"DVBULK_LEASE", &c.Lease, 2 * time.Second, 10 * time.Minute},
-		{"DVBULK_STALE_AFTER", &c.StaleAfter, time.Second, 7 * 24 * time.Hour},
-		{"DVBULK_FLUSH_INTERVAL", &c.Flush, 10 * time.Millisecond, time.Minute},
+		{"ENRICHMENT_TIMEOUT", &c.EnrichTimeout, time.Second, 10 * time.Minute, false},
+		{"DVBULK_REQUEST_TIMEOUT", &c.RequestTimeout, time.Second, 10 * time.Minute, false},
+		{"DVBULK_LEASE", &c.Lease, 2 * time.Second, 10 * time.Minute, false},
+		{"DVBULK_STALE_AFTER", &c.StaleAfter, time.Second, 7 * 24 * time.Hour, false},
+		{"DVBULK_FLUSH_INTERVAL", &c.Flush, 10 * time.Millisecond, time.Minute, false},
+		{"DVBULK_TELEMETRY_INTERVAL", &c.TelemetryInterval, time.Second, 5 * time.Minute, true},
+		{"DVBULK_TELEMETRY_RETENTION", &c.TelemetryRetention, time.Hour, 10 * 365 * 24 * time.Hour, true},
 	}
 	for _, s := range durations {
 		v, err := time.ParseDuration(get(s.name))
-		if err != nil || v < s.min || v > s.max {
-			return nil, fail(s.name, "must be a duration from %s to %s such as 30s, got %q", s.min, s.max, get(s.name))
+		switch {
+		case s.zeroOff && (get(s.name) == "0" || err == nil && v == 0):
+			*s.dst = 0
+			continue
+		case err != nil || v < s.min || v > s.max:
+			off := ""
+			if s.zeroOff {
+				off = "0 (off) or "
+			}
+			return nil, fail(s.name, "must be %sa duration from %s to %s such as 30s, got %q", off, s.min, s.max, get(s.name))
 		}
 		*s.dst = v
 	}
@@ -206,7 +237,7 @@ func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 	bools := []struct {
 		name string
 		dst  *bool
-	}{{"DVBULK_DRY_RUN", &c.DryRun}, {"DVBULK_AFFINITY_COOKIE", &c.AffinityCookie}}
+	}{{"DVBULK_DRY_RUN", &c.DryRun}, {"DVBULK_AFFINITY_COOKIE", &c.AffinityCookie}, {"ENRICHMENT_ADAPTIVE", &c.EnrichAdaptive}}
 	for _, s := range bools {
 		v, err := strconv.ParseBool(get(s.name))
 		if err != nil {
@@ -243,6 +274,37 @@ func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// DefaultJobsDir is DVBULK_JOBS_DIR's default: the jobs folder of the deployed package (make package
+// ships handler/jobs/*.json there).
+const DefaultJobsDir = "jobs"
+
+// loadJobs reads the jobs directory (DVBULK_JOBS_DIR, relative to FUNCTIONS_APP_ROOT_PATH or else the
+// working directory) into a catalog. The default directory may be missing (no custom jobs); one the
+// operator set must exist. A bad spec stops the start with its file and field named.
+func loadJobs(getenv func(string) string) (string, *job.Catalog, error) {
+	set := strings.TrimSpace(getenv("DVBULK_JOBS_DIR"))
+	dir := set
+	if dir == "" {
+		dir = DefaultJobsDir
+	}
+	if !filepath.IsAbs(dir) {
+		root := strings.TrimSpace(getenv("FUNCTIONS_APP_ROOT_PATH"))
+		if root == "" {
+			wd, err := os.Getwd()
+			if err != nil {
+				return "", nil, &SettingError{Name: "DVBULK_JOBS_DIR", Problem: fmt.Sprintf("resolve %q: %v", dir, err)}
+			}
+			root = wd
+		}
+		dir = filepath.Join(root, dir)
+	}
+	cat, err := job.LoadCatalog(dir, set != "")
+	if err != nil {
+		return "", nil, &SettingError{Name: "DVBULK_JOBS_DIR", Problem: err.Error()}
+	}
+	return dir, cat, nil
 }
 
 // duration writes a default the way people write it in a setting: 60s, 2m, 30m, 24h.

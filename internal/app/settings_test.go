@@ -23,6 +23,7 @@ var localDifferences = map[string]string{
 	"DATAVERSE_AUTH":      "none",                         // the simulator takes no token
 	"ENRICHMENT_URL":      "http://127.0.0.1:5556/enrich", // dvbulk simulate --enrichment-port 5556
 	"AzureWebJobsStorage": "UseDevelopmentStorage=true",   // Azurite
+	"DVBULK_JOBS_DIR":     "handler/jobs",                 // func start runs from the repository root; the package ships it as jobs/
 }
 
 // TestLocalSettingsMatchDefaults keeps local.settings.json and the settings table in step.
@@ -159,7 +160,8 @@ func TestLoadTakesTheTableDefaults(t *testing.T) {
 		{"DVBULK_FLUSH_INTERVAL", c.Flush, job.DefaultFlushInterval},
 		{"DVBULK_STALE_AFTER", c.StaleAfter, job.DefaultStaleAfter},
 		{"DVBULK_PLAN_PAGES", c.PlanPages, job.DefaultPlanPages},
-		{"DVBULK_TRANSFORM_WORKERS", c.TWorkers, pipeline.DefaultTransformWorkers},
+		{"DVBULK_TRANSFORM_WORKERS", c.TWorkers, 0}, // derived from the enrichment client's limits
+		{"ENRICHMENT_ADAPTIVE", c.EnrichAdaptive, true},
 		{"DVBULK_WRITE_WORKERS", c.WWorkers, pipeline.DefaultWriteWorkers},
 		{"DVBULK_CHECKPOINT_STORE", c.StoreKind, StoreBlob},
 	}
@@ -179,6 +181,8 @@ func TestLoadNamesTheBadSetting(t *testing.T) {
 		"DVBULK_FLUSH_INTERVAL":       "45s", // not under half of the 60s lease
 		"ENRICHMENT_API_KEY_HEADER":   "x api key",
 		"DVBULK_WRITE_WORKERS":        "0",
+		"DVBULK_TRANSFORM_WORKERS":    "-1",
+		"ENRICHMENT_ADAPTIVE":         "sometimes",
 	} {
 		env := map[string]string{name: value}
 		for k, v := range base {

@@ -25,6 +25,9 @@ func NewLogger(w io.Writer, level zerolog.Level) zerolog.Logger {
 // name is host-pid; callers that run several engines in one process (the bench) rename them.
 // Configuration problems are *SettingError.
 func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger) (*job.Engine, *dataverse.Client, error) {
+	host, _ := os.Hostname()
+	instance := fmt.Sprintf("%s-%d", host, os.Getpid())
+	log = log.With().Str("instance", instance).Logger() // on every line of this engine and its clients
 	cred, err := dataverse.CredentialFor(cfg.DataverseAuth, cfg.DataverseURL, cfg.Identity)
 	if err != nil {
 		return nil, nil, &SettingError{Name: "DATAVERSE_AUTH", Problem: err.Error()}
@@ -35,23 +38,25 @@ func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger) (*job.Engin
 		return nil, nil, &SettingError{Name: "DATAVERSE_URL", Problem: err.Error()}
 	}
 	var en job.Enricher
+	var enc *enrich.Client
 	if cfg.EnrichmentURL != "" {
 		c, err := enrich.New(enrich.Config{URL: cfg.EnrichmentURL, APIKey: cfg.EnrichmentKey, APIKeyHeader: cfg.EnrichmentHeader,
-			BatchSize: cfg.EnrichBatch, Concurrency: cfg.EnrichConc, RPS: cfg.EnrichRPS, Timeout: cfg.EnrichTimeout, Logger: log})
+			BatchSize: cfg.EnrichBatch, Concurrency: cfg.EnrichConc, FixedConcurrency: !cfg.EnrichAdaptive, RPS: cfg.EnrichRPS,
+			Timeout: cfg.EnrichTimeout, Logger: log})
 		if err != nil {
 			return nil, nil, &SettingError{Name: "ENRICHMENT_URL", Problem: err.Error()}
 		}
-		en = c
+		en, enc = c, c
 	}
-	host, _ := os.Hostname()
 	e := &job.Engine{
-		Store: st, DV: dv, Enricher: en, Log: log, Imports: importSource(cfg, log),
-		Instance: fmt.Sprintf("%s-%d", host, os.Getpid()),
+		Store: st, DV: dv, Enricher: en, Log: log, Jobs: cfg.Jobs, Imports: importSource(cfg, log),
+		Instance: instance,
 		Opt: job.Options{Lease: cfg.Lease, FlushInterval: cfg.Flush, StaleAfter: cfg.StaleAfter, PlanPages: cfg.PlanPages,
-			ChunkSize: cfg.ChunkSize, DryRun: cfg.DryRun, TransformBatch: cfg.EnrichBatch, ImportPrefix: cfg.ImportPrefix,
-			TransformWorkers: cfg.TWorkers, WriteWorkers: cfg.WWorkers},
+			// TransformBatch is left to the enrichment client's records per request now (learned).
+			ChunkSize: cfg.ChunkSize, DryRun: cfg.DryRun, TransformWorkers: cfg.TWorkers, WriteWorkers: cfg.WWorkers, ImportPrefix: cfg.ImportPrefix},
 	}
 	e.Init()
+	attachTelemetry(cfg, st, e, dv, enc, log)
 	return e, dv, nil
 }
 

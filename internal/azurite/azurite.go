@@ -87,16 +87,34 @@ func Launch(opts Options) (*Server, error) {
 	return s, s.launch()
 }
 
+// launch starts Azurite on its port; the first launch chooses the port. Azurite binds it later, so
+// another process can take it in between: then Azurite exits at start, and a first launch tries a
+// fresh port (a restart keeps its port: connection strings name it).
 func (s *Server) launch() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.port == 0 {
-		p, err := netutil.FreePort()
-		if err != nil {
+	fresh := s.port == 0
+	for attempt := 1; ; attempt++ {
+		if fresh {
+			p, err := freePort()
+			if err != nil {
+				return err
+			}
+			s.port = p
+		}
+		err := s.start()
+		if !errors.Is(err, errExited) || !fresh || attempt == 5 {
 			return err
 		}
-		s.port = p
 	}
+}
+
+var errExited = errors.New("azurite: exited during start (its port taken?)")
+
+// freePort chooses a first launch's port; a test hands out a taken one first.
+var freePort = netutil.FreePort
+
+func (s *Server) start() error {
 	args := []string{"--blobHost", "127.0.0.1", "--blobPort", strconv.Itoa(s.port),
 		"--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"}
 	if s.opts.Persist != "" {
@@ -117,11 +135,14 @@ func (s *Server) launch() error {
 	for time.Now().Before(deadline) {
 		if c, err := net.DialTimeout("tcp", s.addr(), 200*time.Millisecond); err == nil {
 			c.Close()
-			return nil
+			// Only Azurite's own listener counts: another process that took the port answers too.
+			if owns, known := netutil.ListensOn(cmd.Process.Pid, s.port); owns || !known {
+				return nil
+			}
 		}
 		select {
 		case <-s.done:
-			return fmt.Errorf("azurite: exited during start (log: %s)", s.logFile)
+			return fmt.Errorf("%w (port %d, log: %s)", errExited, s.port, s.logFile)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

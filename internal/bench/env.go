@@ -52,8 +52,12 @@ func newSims(p Profile, scale float64) *env {
 			}
 		},
 	})
-	en := enrichsim.New(enrichsim.Config{MaxRecordsPerRequest: p.EnrichBatch, MaxConcurrency: p.EnrichConcurrency,
-		BaseLatency: p.EnrichBase, PerRecord: p.EnrichPerRecord, TimeScale: scale})
+	ecfg := enrichsim.Config{MaxRecordsPerRequest: p.EnrichBatch, MaxConcurrency: p.EnrichConcurrency,
+		BaseLatency: p.EnrichBase, PerRecord: p.EnrichPerRecord, TimeScale: scale}
+	if p.EnrichQueue {
+		ecfg.QueueDepth = p.EnrichConcurrency
+	}
+	en := enrichsim.New(ecfg)
 	return &env{p: p, scale: scale, dv: dv, en: en, inactive: map[string]map[string]any{}}
 }
 

@@ -15,16 +15,19 @@ import (
 	"dvbulk/internal/app"
 	"dvbulk/internal/checkpoint"
 	"dvbulk/internal/dataverse"
+	"dvbulk/internal/enrich"
 	"dvbulk/internal/job"
 	"dvbulk/internal/pipeline"
 )
 
-// Knobs are the operator settings the product runs with (the app settings of the same names).
+// Knobs are the operator settings the product runs with (the app settings of the same names). A
+// zero value leaves the setting unset: the shipped default applies.
 type Knobs struct {
 	Instances         int           // Functions instances (engines with their own clients)
 	DVConcurrency     int           // DVBULK_DATAVERSE_CONCURRENCY per instance
 	EnrichConcurrency int           // ENRICHMENT_CONCURRENCY per instance
 	EnrichBatch       int           // ENRICHMENT_BATCH_SIZE
+	EnrichFixed       bool          // ENRICHMENT_ADAPTIVE=false: EnrichConcurrency always, never adapted
 	ChunkSize         int           // DVBULK_CHUNK_SIZE
 	WriteBatch        int           // the job's write.batchSize (records per UpdateMultiple)
 	TransformWorkers  int           // DVBULK_TRANSFORM_WORKERS
@@ -43,7 +46,7 @@ func DefaultKnobs(p Profile) Knobs {
 		inst = 1
 	}
 	k := Knobs{Instances: inst, DVConcurrency: max(1, p.DOPHint/inst), EnrichConcurrency: max(1, p.EnrichConcurrency/inst),
-		EnrichBatch: p.EnrichBatch, ChunkSize: job.DefaultChunkSize, WriteBatch: dataverse.DefaultWriteBatch, WriteWorkers: pipeline.DefaultWriteWorkers, Messages: 6, FlushInterval: 2 * time.Second}
+		EnrichBatch: min(p.EnrichBatch, 1000), EnrichFixed: true, ChunkSize: job.DefaultChunkSize, WriteBatch: dataverse.DefaultWriteBatch, WriteWorkers: pipeline.DefaultWriteWorkers, Messages: 6, FlushInterval: 2 * time.Second}
 	// One chunk alone can fill the instance's enrichment allowance (its client caps all chunks together).
 	k.TransformWorkers = k.EnrichConcurrency
 	if p.DOPHint < 8 {
@@ -51,6 +54,16 @@ func DefaultKnobs(p Profile) Knobs {
 		k.ChunkSize, k.WriteBatch, k.WriteWorkers, k.TransformWorkers, k.Messages = 1000, 400, 2, 8, 4
 	}
 	return k
+}
+
+// hostMessages is how many queue messages one instance processes at once with the shipped
+// host.json: batchSize 4, and the host fetches the next batch when newBatchThreshold 2 remain.
+const hostMessages = 4 + 2
+
+// ShippedKnobs is the product as shipped: nothing set but the instance count (the same as the
+// tuned row's, a deployment choice, not a setting) and the host.json message concurrency.
+func ShippedKnobs(p Profile) Knobs {
+	return Knobs{Instances: DefaultKnobs(p).Instances, Messages: hostMessages}
 }
 
 // Override replaces k's settings with o's non-zero ones; a changed instance count re-splits the
@@ -81,23 +94,49 @@ func (k Knobs) Override(o Knobs) Knobs {
 }
 
 func (k Knobs) String() string {
-	return fmt.Sprintf("%d instances × (Dataverse ≤%d, enrichment %d × %d records, %d messages, %d transform / %d write workers per chunk), chunks of %d, UpdateMultiple of %d, checkpoint every %s",
-		k.Instances, k.DVConcurrency, k.EnrichConcurrency, k.EnrichBatch, k.Messages, k.TransformWorkers, k.WriteWorkers, k.ChunkSize, k.WriteBatch, k.FlushInterval)
+	n := func(v int) string {
+		if v == 0 {
+			return "default"
+		}
+		return strconv.Itoa(v)
+	}
+	enrich := n(k.EnrichConcurrency)
+	if k.EnrichFixed {
+		enrich += " fixed"
+	} else {
+		enrich += " adaptive"
+	}
+	flush := "default"
+	if k.FlushInterval > 0 {
+		flush = k.FlushInterval.String()
+	}
+	return fmt.Sprintf("%d instances × (Dataverse ≤%s, enrichment %s × %s records, %d messages, %s transform / %s write workers per chunk), chunks of %s, UpdateMultiple of %s, checkpoint every %s",
+		k.Instances, n(k.DVConcurrency), enrich, n(k.EnrichBatch), k.Messages, n(k.TransformWorkers), n(k.WriteWorkers),
+		n(k.ChunkSize), n(k.WriteBatch), flush)
 }
 
 // Settings are the app settings of one instance running with k against the simulators at dvURL and
-// enURL: what an operator would put in the Function App's configuration.
+// enURL: what an operator would put in the Function App's configuration. Zero knobs are left out.
 func (k Knobs) Settings(dvURL, enURL string) map[string]string {
-	return map[string]string{
-		"DATAVERSE_URL": dvURL, "DATAVERSE_AUTH": "none", "ENRICHMENT_URL": enURL,
-		"DVBULK_DATAVERSE_CONCURRENCY": strconv.Itoa(k.DVConcurrency),
-		"ENRICHMENT_CONCURRENCY":       strconv.Itoa(k.EnrichConcurrency),
-		"ENRICHMENT_BATCH_SIZE":        strconv.Itoa(k.EnrichBatch),
-		"DVBULK_CHUNK_SIZE":            strconv.Itoa(k.ChunkSize),
-		"DVBULK_TRANSFORM_WORKERS":     strconv.Itoa(k.TransformWorkers),
-		"DVBULK_WRITE_WORKERS":         strconv.Itoa(k.WriteWorkers),
-		"DVBULK_FLUSH_INTERVAL":        k.FlushInterval.String(),
+	s := map[string]string{"DATAVERSE_URL": dvURL, "DATAVERSE_AUTH": "none", "ENRICHMENT_URL": enURL}
+	set := func(name string, v int) {
+		if v > 0 {
+			s[name] = strconv.Itoa(v)
+		}
 	}
+	set("DVBULK_DATAVERSE_CONCURRENCY", k.DVConcurrency)
+	set("ENRICHMENT_CONCURRENCY", k.EnrichConcurrency)
+	set("ENRICHMENT_BATCH_SIZE", k.EnrichBatch)
+	set("DVBULK_CHUNK_SIZE", k.ChunkSize)
+	set("DVBULK_TRANSFORM_WORKERS", k.TransformWorkers)
+	set("DVBULK_WRITE_WORKERS", k.WriteWorkers)
+	if k.FlushInterval > 0 {
+		s["DVBULK_FLUSH_INTERVAL"] = k.FlushInterval.String()
+	}
+	if k.EnrichFixed {
+		s["ENRICHMENT_ADAPTIVE"] = "false"
+	}
+	return s
 }
 
 // Product runs the real planner and chunk pipeline: several engines (instances), each with its own
@@ -116,7 +155,9 @@ func Product(ctx context.Context, p Profile, scale float64, k Knobs, dir string)
 		return Result{}, fmt.Errorf("bench: settings: %w", err)
 	}
 	spec := cfg.Job
-	spec.Write.BatchSize = k.WriteBatch
+	if k.WriteBatch > 0 {
+		spec.Write.BatchSize = k.WriteBatch
+	}
 	var (
 		engines []*job.Engine
 		dvs     []*dataverse.Client
@@ -158,9 +199,22 @@ func Product(ctx context.Context, p Profile, scale float64, k Knobs, dir string)
 	for _, dv := range dvs {
 		peak += dv.Stats().PeakInFlight
 	}
-	r.Note = fmt.Sprintf("enrichment in flight %.1f of %d on average, first busy at %.2fs, last at %.2fs of %.2fs; Dataverse in flight %.1f on average, peak %d (sum over instances); CPU %.1fs in %.1fs wall (%.0f%% of %d cores, simulators included)",
-		u.Enrich, p.EnrichConcurrency, u.FirstEnrich.Seconds()*scale, u.LastEnrich.Seconds()*scale, u.Wall.Seconds()*scale, u.DV, peak, cpu.Seconds(), wall.Seconds(), 100*cpu.Seconds()/wall.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU())
+	r.Note = fmt.Sprintf("enrichment slots busy %.1f of %d on average (%.1f queued), first busy at %.2fs, last at %.2fs of %.2fs; Dataverse in flight %.1f on average, peak %d (sum over instances); CPU %.1fs in %.1fs wall (%.0f%% of %d cores, simulators included)",
+		u.Enrich, p.EnrichConcurrency, u.EnrichQueued, u.FirstEnrich.Seconds()*scale, u.LastEnrich.Seconds()*scale, u.Wall.Seconds()*scale, u.DV, peak, cpu.Seconds(), wall.Seconds(), 100*cpu.Seconds()/wall.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU())
 	r.Note += "; Dataverse requests by kind: " + byKind(e.dv.Counters().ByKind)
+	ec := e.en.Counters()
+	r.Note += fmt.Sprintf("; enrichment service: peak %d of %d slots busy, %d requests (%d throttled, %d refused for size)",
+		ec.PeakServing, p.EnrichConcurrency, ec.Requests, ec.Throttled, ec.Rejected)
+	var limits, sizes, cuts []string
+	for _, eng := range engines {
+		if c, ok := eng.Enricher.(*enrich.Client); ok {
+			st := c.Stats()
+			limits, sizes = append(limits, strconv.Itoa(st.Limit)), append(sizes, strconv.Itoa(st.BatchSize))
+			cuts = append(cuts, strconv.FormatInt(st.LimitCuts, 10))
+		}
+	}
+	r.Note += fmt.Sprintf("; per instance at the end: concurrency limit %s after %s cuts, records per request %s",
+		strings.Join(limits, "/"), strings.Join(cuts, "/"), strings.Join(sizes, "/"))
 	if n := dead.Load(); n > 0 {
 		r.Note += fmt.Sprintf("; %d dead letters", n)
 	}

@@ -5,7 +5,10 @@
 // timing: the numbers are for people (make bench).
 package bench
 
-import "time"
+import (
+	"math/rand/v2"
+	"time"
+)
 
 // Profile is a simulated environment in real-time figures; the simulators run it time-scaled.
 type Profile struct {
@@ -28,6 +31,11 @@ type Profile struct {
 	// EnrichConcurrency requests per client and EnrichBatch records per request.
 	EnrichBase, EnrichPerRecord    time.Duration
 	EnrichConcurrency, EnrichBatch int
+	// EnrichQueue puts the enrichment simulator in its queueing mode (up to EnrichConcurrency
+	// requests wait above the capacity before it answers 429); EnrichSeed is the seed the
+	// service's limits were drawn with (RandomService), 0 if they are the profile's own.
+	EnrichQueue bool
+	EnrichSeed  uint64
 
 	Active, Inactive int
 	ChangeFraction   float64 // share of the active accounts the enrichment changes
@@ -56,3 +64,20 @@ func Sandbox() Profile {
 
 // Changed is how many active accounts the enrichment changes (the writes the job must make).
 func (p Profile) Changed() int { return int(float64(p.Active)*p.ChangeFraction + 0.5) }
+
+// Ranges RandomService draws the enrichment service's limits from.
+const (
+	MinServiceConcurrency, MaxServiceConcurrency = 16, 128
+	MinServiceBatch, MaxServiceBatch             = 1, 100
+)
+
+// RandomService replaces p's enrichment service by one whose concurrency capacity and records per
+// request are drawn from seed (16-128 and 1-100), in queueing mode: a service the product is not
+// told about. The tuned row's knobs and the bound are computed from the drawn (true) values.
+func (p Profile) RandomService(seed uint64) Profile {
+	r := rand.New(rand.NewPCG(seed, 0x15))
+	p.EnrichConcurrency = MinServiceConcurrency + r.IntN(MaxServiceConcurrency-MinServiceConcurrency+1)
+	p.EnrichBatch = MinServiceBatch + r.IntN(MaxServiceBatch-MinServiceBatch+1)
+	p.EnrichQueue, p.EnrichSeed = true, seed
+	return p
+}

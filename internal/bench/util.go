@@ -11,10 +11,11 @@ import (
 // (the binding limit in prod) and Dataverse, and when the enrichment service was first and last
 // busy (the start-up and the tail of the run).
 type utilisation struct {
-	Enrich, DV  float64       // average requests in flight
-	FirstEnrich time.Duration // first sample with an enrichment request in flight
-	LastEnrich  time.Duration // last sample with an enrichment request in flight
-	Wall        time.Duration // when the sampler stopped
+	Enrich, DV   float64       // average requests being served (enrichment: busy slots) and in flight (Dataverse)
+	EnrichQueued float64       // average enrichment requests waiting in the service's queue
+	FirstEnrich  time.Duration // first sample with an enrichment request in flight
+	LastEnrich   time.Duration // last sample with an enrichment request in flight
+	Wall         time.Duration // when the sampler stopped
 }
 
 // sampleUtilisation samples the simulators' in-flight gauges every few milliseconds until the
@@ -26,6 +27,7 @@ func sampleUtilisation(ctx context.Context, e *env) func() utilisation {
 		wg            sync.WaitGroup
 		n             int
 		sumEnr, sumDV int64
+		sumQueued     int64
 		first, last   time.Duration
 	)
 	wg.Add(1)
@@ -38,8 +40,10 @@ func sampleUtilisation(ctx context.Context, e *env) func() utilisation {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				enr := e.en.Counters().InFlight
+				ec := e.en.Counters()
+				enr := ec.Serving // busy slots; queued requests wait, they are not served
 				sumEnr += enr
+				sumQueued += ec.Queued
 				sumDV += e.dv.Counters().InFlight
 				n++
 				if enr > 0 {
@@ -57,6 +61,7 @@ func sampleUtilisation(ctx context.Context, e *env) func() utilisation {
 		u := utilisation{FirstEnrich: first, LastEnrich: last, Wall: time.Since(start)}
 		if n > 0 {
 			u.Enrich, u.DV = float64(sumEnr)/float64(n), float64(sumDV)/float64(n)
+			u.EnrichQueued = float64(sumQueued) / float64(n)
 		}
 		return u
 	}

@@ -152,7 +152,7 @@ func (b *Blob) upload(ctx context.Context, name string, data []byte, cond blob.M
 	}
 	resp, err := b.c.NewBlockBlobClient(name).UploadBuffer(ctx, data, &blockblob.UploadBufferOptions{
 		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &cond},
-		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: ptr("application/json")},
+		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: ptr(contentType(name))},
 	})
 	if err == nil {
 		return ETag(*resp.ETag), nil
@@ -227,3 +227,12 @@ func (b *Blob) List(ctx context.Context, prefix string, fn func(string) error) e
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// contentType is the blob's Content-Type: documents are JSON, except a run's report.html, which a
+// browser then opens straight from the portal or a SAS link.
+func contentType(name string) string {
+	if strings.HasSuffix(name, ".html") {
+		return "text/html; charset=utf-8"
+	}
+	return "application/json"
+}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // BatchOp is one operation of a $batch, or, when ChangeSet is non-nil, an atomic change set of
@@ -64,6 +65,7 @@ func (c *Client) Batch(ctx context.Context, ops []BatchOp, continueOnError bool)
 	if continueOnError {
 		h["Prefer"] = []string{"odata.continue-on-error"}
 	}
+	epoch := c.thr.currentEpoch()
 	resp, err := c.do(ctx, &request{
 		op:          "batch of " + strconv.Itoa(countOps(ops)),
 		method:      http.MethodPost,
@@ -89,7 +91,37 @@ func (c *Client) Batch(ctx context.Context, ops []BatchOp, continueOnError bool)
 	if err != nil {
 		return nil, fmt.Errorf("dataverse: batch: %w", err)
 	}
+	c.throttledParts(ctx, epoch, parts)
 	return parts, nil
+}
+
+// throttledParts treats 429 answers inside a $batch exactly like a top-level 429: the service
+// protection limit applies to the user, not to the operation, so the gate closes for every caller
+// for the longest Retry-After among the parts (exponential backoff when none is given) and the
+// adaptive limit is halved (once per epoch: the batch was admitted under epoch).
+func (c *Client) throttledParts(ctx context.Context, epoch uint64, parts []BatchResponse) {
+	n, pause, code := 0, time.Duration(-1), ""
+	for _, p := range parts {
+		if p.Status != http.StatusTooManyRequests {
+			continue
+		}
+		n++
+		if d, ok := retryAfter(p.Header.Get("Retry-After"), time.Now()); ok && d > pause {
+			pause = d
+		}
+		code = newAPIError(p.Status, nil, p.Body).Code
+		c.st.throttled(code)
+		if t := tallyOf(ctx); t != nil {
+			t.throttled.Add(1)
+		}
+	}
+	if n == 0 {
+		return
+	}
+	c.thr.decrease(epoch)
+	wait := c.thr.pause(pause)
+	c.log.Warn().Int("parts", n).Str("code", code).Dur("pause", wait).
+		Msg("dataverse service protection limit hit inside a batch; pausing all requests")
 }
 
 func countOps(ops []BatchOp) int {

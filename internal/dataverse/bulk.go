@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"golang.org/x/sync/errgroup"
@@ -27,8 +28,29 @@ func (w *writer) bulk(ctx context.Context, ps []prep) {
 	if len(plain) == 0 {
 		return
 	}
-	bulkOrBatch(ctx, w.c, w.t, "UpdateMultiple", w.o.BatchSize, plain, w.failAll,
-		func(ps []prep) { w.batch(ctx, ps) }, func(c []prep) { w.bulkChunk(ctx, c) })
+	ok, err := w.c.SupportsUpdateMultiple(ctx, w.t)
+	if err != nil {
+		if ctx.Err() != nil || errors.Is(err, ErrUnavailable) {
+			w.failAll(plain, err)
+			return
+		}
+		// A refused probe (the role lacks prvReadSdkMessage) must not stop the job: $batch works
+		// everywhere. SupportsUpdateMultiple has cached the refusal and warned once.
+		ok = false
+	}
+	if !ok {
+		w.batch(ctx, plain)
+		return
+	}
+	var g errgroup.Group
+	g.SetLimit(w.c.cfg.MaxConcurrency)
+	for chunk := range slices.Chunk(plain, w.o.BatchSize) {
+		g.Go(func() error {
+			w.bulkChunk(ctx, chunk)
+			return nil
+		})
+	}
+	_ = g.Wait()
 }
 
 // bulkChunk sends one UpdateMultiple. Because it is all-or-nothing on standard tables, a
@@ -50,7 +72,12 @@ func (w *writer) bulkChunk(ctx context.Context, ps []prep) {
 			w.set(p, nil)
 		}
 		return
-	case bulkUnusable(ctx, w.c, w.t, "UpdateMultiple", err, ps, func(ps []prep) { w.batchChunk(ctx, ps) }, w.failAll):
+	case errors.Is(err, ErrNotSupported):
+		w.c.setBulkSupport(w.t, false)
+		w.batchChunk(ctx, ps)
+		return
+	case ctx.Err() != nil || errors.Is(err, ErrUnavailable):
+		w.failAll(ps, err)
 		return
 	}
 	w.c.st.splits.Add(1)
@@ -129,7 +156,71 @@ func (c *Client) updateMultiple(ctx context.Context, t Table, ps []prep, hdr htt
 }
 
 // SupportsUpdateMultiple asks sdkmessagefilters whether the table has UpdateMultiple, as the
-// bulk-operations docs recommend, and caches the answer per table for the client's lifetime.
+// bulk-operations docs recommend, and caches the answer per table for the client's lifetime. A probe
+// the server refuses (a role without prvReadSdkMessage gets 403) is cached too, as "not supported",
+// and warned about once: the refusal is returned to the callers whose probes met it, later calls get
+// false and no error. A transient failure (ErrUnavailable) or a cancelled ctx is not cached. Callers
+// that ask at the same time before any answer each probe (as each would retry a transient failure on
+// its own budget); once an answer is cached nobody probes again.
 func (c *Client) SupportsUpdateMultiple(ctx context.Context, t Table) (bool, error) {
-	return c.SupportsMessage(ctx, t, "UpdateMultiple")
+	if err := t.validate(); err != nil {
+		return false, err
+	}
+	if ok, known := c.bulkKnown(t); known {
+		return ok, nil
+	}
+	return c.probeUpdateMultiple(ctx, t)
+}
+
+func (c *Client) probeUpdateMultiple(ctx context.Context, t Table) (bool, error) {
+	p, err := c.QueryPage(ctx, Query{
+		Table:    Table{EntitySet: "sdkmessagefilters", LogicalName: "sdkmessagefilter", Key: "sdkmessagefilterid"},
+		Select:   []string{"sdkmessagefilterid"},
+		Filter:   "sdkmessageid/name eq 'UpdateMultiple' and primaryobjecttypecode eq " + Literal(t.LogicalName),
+		PageSize: 1,
+	}, "")
+	if err != nil {
+		err = fmt.Errorf("dataverse: probe UpdateMultiple for %s: %w", t.LogicalName, err)
+		if errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return false, err
+		}
+		// Refused (403 without prvReadSdkMessage) or otherwise answered: asking again gives the
+		// same answer, so this process uses $batch for the table and says so once.
+		if c.refuseBulk(t) {
+			c.log.Warn().Err(err).Str("table", t.LogicalName).
+				Msg("dataverse UpdateMultiple probe refused; using $batch for this table until the process restarts (grant prvReadSdkMessage to use UpdateMultiple)")
+		}
+		return false, err
+	}
+	ok := len(p.Records) > 0
+	c.setBulkSupport(t, ok)
+	return ok, nil
+}
+
+// refuseBulk caches a refused probe as "not supported"; it reports whether this call cached it (the
+// first refusal), so the warning is logged once.
+func (c *Client) refuseBulk(t Table) bool {
+	c.bulkMu.Lock()
+	defer c.bulkMu.Unlock()
+	if _, known := c.bulkSupport[t.LogicalName]; known {
+		return false
+	}
+	c.bulkSupport[t.LogicalName] = false
+	return true
+}
+
+func (c *Client) bulkKnown(t Table) (ok, known bool) {
+	c.bulkMu.Lock()
+	defer c.bulkMu.Unlock()
+	ok, known = c.bulkSupport[t.LogicalName]
+	return ok, known
+}
+
+func (c *Client) setBulkSupport(t Table, ok bool) {
+	c.bulkMu.Lock()
+	defer c.bulkMu.Unlock()
+	if prev, known := c.bulkSupport[t.LogicalName]; !known || prev != ok {
+		c.log.Info().Str("table", t.LogicalName).Bool("supported", ok).Msg("dataverse UpdateMultiple availability")
+	}
+	c.bulkSupport[t.LogicalName] = ok
 }

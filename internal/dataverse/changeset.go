@@ -109,8 +109,8 @@ func changeSetFailure(parts []BatchResponse) (*BatchResponse, bool) {
 		if parts[i].Err() == nil {
 			continue
 		}
-		s := parts[i].Status
-		return &parts[i], s == http.StatusTooManyRequests || isTransientStatus(s)
+		ae := newAPIError(parts[i].Status, parts[i].Header, parts[i].Body)
+		return &parts[i], ae.Status == http.StatusTooManyRequests || transientAPIError(ae)
 	}
 	return nil, false
 }

@@ -253,7 +253,7 @@ func (w *cwriter) batchChunk(ctx context.Context, ps []cprep) {
 		}
 		perr := r.Err()
 		var ae *APIError
-		if errors.As(perr, &ae) && (ae.Status == http.StatusTooManyRequests || isTransientStatus(ae.Status)) {
+		if errors.As(perr, &ae) && (ae.Status == http.StatusTooManyRequests || transientAPIError(ae)) {
 			w.sendAlone(ctx, p) // the single path retries with the client's backoff
 			continue
 		}

@@ -167,6 +167,7 @@ func (c *Client) postTargets(ctx context.Context, t Table, message string, n int
 		header:      hdr.Clone(),
 		body:        b.Bytes(),
 		contentType: "application/json; charset=utf-8",
+		bisected:    true,
 	})
 	if err != nil {
 		return nil, err

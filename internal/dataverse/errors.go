@@ -69,21 +69,11 @@ func (e *APIError) Is(target error) bool {
 	case ErrThrottled:
 		return e.Status == http.StatusTooManyRequests
 	case ErrUnavailable:
-		return isTransientStatus(e.Status)
+		return transientAPIError(e)
 	case ErrNotSupported:
 		return e.Status == http.StatusNotImplemented
 	case ErrBatchTooLarge:
 		return e.Status == http.StatusRequestEntityTooLarge || MaxBatchSize(e) > 0
-	}
-	return false
-}
-
-// isTransientStatus reports the statuses that are retried with backoff (429 is handled apart).
-func isTransientStatus(s int) bool {
-	switch s {
-	case http.StatusRequestTimeout, http.StatusInternalServerError, http.StatusBadGateway,
-		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return true
 	}
 	return false
 }

@@ -40,6 +40,12 @@ type fakeDV struct {
 	bulkSupported  bool
 	bulkActionGone bool // the probe says yes but the action is unknown (404 segment)
 	hint           string
+	// fault, when set, answers a write of id first: a non-zero status replaces the write (for a
+	// $batch, the operation's part). retryAfter is sent on 429 parts.
+	fault      func(id string) (status int, body string)
+	retryAfter string
+	// probeRefused answers the UpdateMultiple probe 403, as for a role without prvReadSdkMessage.
+	probeRefused bool
 
 	batchSizes   []int
 	bulkSizes    []int
@@ -80,8 +86,12 @@ func (f *fakeDV) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodGet && strings.HasSuffix(p, "/sdkmessagefilters"):
 		f.mu.Lock()
-		ok := f.bulkSupported
+		ok, refused := f.bulkSupported, f.probeRefused
 		f.mu.Unlock()
+		if refused {
+			writeJSON(w, 403, errBody("0x80040220", "Principal user is missing prvReadSdkMessage privilege on OTC=4607 for entity 'sdkmessagefilter'."))
+			return
+		}
 		if ok {
 			io.WriteString(w, `{"value":[{"sdkmessagefilterid":"9e2a5b1c-0000-4000-8000-000000000001"}]}`)
 		} else {
@@ -119,6 +129,11 @@ func (f *fakeDV) patch(path string, h http.Header, body []byte) (int, string) {
 		return 404, errBody("0x8006088a", "Resource not found for the segment.")
 	}
 	id := m[1]
+	if f.fault != nil {
+		if st, b := f.fault(id); st != 0 {
+			return st, b
+		}
+	}
 	var fields map[string]any
 	if err := json.Unmarshal(body, &fields); err != nil {
 		return 400, errBody("0x80048d19", "Error identified in Payload provided by the user for Entity :'accounts'")
@@ -223,6 +238,9 @@ func (f *fakeDV) batch(w http.ResponseWriter, r *http.Request, body []byte) {
 			b.WriteString("Content-ID: " + contentID + "\r\n")
 		}
 		fmt.Fprintf(b, "\r\nHTTP/1.1 %d %s\r\nOData-Version: 4.0\r\n", st, http.StatusText(st))
+		if st == http.StatusTooManyRequests && f.retryAfter != "" {
+			b.WriteString("Retry-After: " + f.retryAfter + "\r\n")
+		}
 		if msg != "" {
 			b.WriteString("Content-Type: application/json; odata.metadata=minimal\r\n\r\n" + msg + "\r\n")
 		} else {
@@ -313,6 +331,15 @@ func (f *fakeDV) updateMultiple(w http.ResponseWriter, body []byte) {
 	if err := json.Unmarshal(body, &req); err != nil {
 		writeJSON(w, 400, errBody("0x0", err.Error()))
 		return
+	}
+	if f.fault != nil {
+		for _, t := range req.Targets {
+			id, _ := t["accountid"].(string)
+			if st, b := f.fault(id); st != 0 {
+				writeJSON(w, st, b) // all or nothing: one record's failure fails the request
+				return
+			}
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

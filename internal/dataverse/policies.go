@@ -79,6 +79,15 @@ func (c *Client) sendPolicy(req *policy.Request) (*http.Response, error) {
 	case s >= 500:
 		c.st.serverErrors.Add(1)
 	}
+	// The x-ms-ratelimit-* headers are logged for support, at debug only, and never pace anything:
+	// Microsoft's "Service protection API limits" page says not to depend on them to control how
+	// many requests are sent (each web server counts its own); the 429s and Retry-After do that.
+	if v := resp.Header.Get("x-ms-ratelimit-burst-remaining-xrm-requests"); v != "" {
+		ev = ev.Str("ratelimit_burst_remaining", v)
+	}
+	if v := resp.Header.Get("x-ms-ratelimit-time-remaining-xrm-requests"); v != "" {
+		ev = ev.Str("ratelimit_time_remaining", v)
+	}
 	ev.Int("status", resp.StatusCode).Dur("elapsed", time.Since(start)).Msg("dataverse request")
 	return resp, nil
 }

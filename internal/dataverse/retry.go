@@ -24,6 +24,9 @@ type request struct {
 	header      http.Header
 	body        []byte
 	contentType string
+	// bisected: the caller narrows a failure down itself (UpdateMultiple), so a permanent 5xx is
+	// returned at once instead of being repeated.
+	bisected bool
 }
 
 // response is a complete answer, body already read (bounded).
@@ -46,12 +49,14 @@ func (r *response) apiError() *APIError {
 //   - 429: the gate (closed by sendPolicy for Retry-After) paces the retry for every caller;
 //     bounded by MaxThrottleRetries.
 //   - 401: once, after the bearer policy has dropped its cached token.
-//   - 408/500/502/503/504, timeouts, resets: capped exponential backoff with full jitter,
-//     bounded by MaxRetries (a 503 Retry-After is honoured as a minimum).
+//   - 408/502/503/504, a 500 with a transient Dataverse code (transientAPIError), timeouts,
+//     resets: capped exponential backoff with full jitter, bounded by MaxRetries (a 503
+//     Retry-After is honoured as a minimum).
+//   - any other 5xx: once (a one-off fault looks the same); then returned like a 4xx.
 //
 // When a budget runs out the error wraps ErrUnavailable and the last cause.
 func (c *Client) do(ctx context.Context, r *request) (*response, error) {
-	var transient, throttles, auths int
+	var transient, throttles, auths, permanent int
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("dataverse: %s: %w", r.op, err)
@@ -96,8 +101,16 @@ func (c *Client) do(ctx context.Context, r *request) (*response, error) {
 			c.retried(ctx, 1)
 			c.log.Info().Str("op", r.op).Msg("dataverse 401; retrying once with a fresh token")
 			continue
-		case isTransientStatus(resp.status):
-			cause = resp.apiError()
+		case resp.status >= 500 || resp.status == http.StatusRequestTimeout:
+			ae := resp.apiError()
+			if permanentServerError(ae) {
+				// Repeating gives the same answer; one retry covers a one-off fault. The caller
+				// then fails the record with the server's code and message.
+				if permanent++; permanent > 1 || r.bisected {
+					return resp, nil
+				}
+			}
+			cause = ae
 		default:
 			return resp, nil
 		}

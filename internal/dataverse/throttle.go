@@ -111,11 +111,31 @@ func (t *throttle) release(s slot, o outcome) {
 		t.streak = 0
 		t.limit = math.Min(t.limit+1/t.limit, float64(t.ceilingLocked()))
 	case throttled:
-		if s.epoch == t.epoch {
-			t.limit = math.Max(1, math.Floor(t.limit/2))
-			t.epoch++
-		}
+		t.decreaseLocked(s.epoch)
 	}
+	t.wakeLocked()
+}
+
+func (t *throttle) decreaseLocked(epoch uint64) {
+	if epoch == t.epoch {
+		t.limit = math.Max(1, math.Floor(t.limit/2))
+		t.epoch++
+	}
+}
+
+// currentEpoch is the epoch a request admitted now would carry.
+func (t *throttle) currentEpoch() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.epoch
+}
+
+// decrease halves the limit for a 429 that reached the client inside a successful response (a
+// $batch part), once per epoch like release does for a top-level one.
+func (t *throttle) decrease(epoch uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.decreaseLocked(epoch)
 	t.wakeLocked()
 }
 

@@ -71,11 +71,16 @@ func (w *writer) patchOp(p prep) BatchOp {
 }
 
 // batchChunk sends one group and maps every response part back to its record by position (top-
-// level parts answer in request order). Parts that are transient failures (429, 5xx) or missing
-// are resubmitted in a smaller follow-up batch, within the retry budget; a size refusal splits
-// the group to the limit the server named and remembers it.
+// level parts answer in request order). Parts that are transient failures (transientAPIError) or
+// missing are resubmitted in a smaller follow-up batch after a backoff, within MaxRetries; 429
+// parts are resubmitted when the gate that Batch closed for their Retry-After opens, within
+// MaxThrottleRetries, exactly like a top-level 429; a permanent 5xx part is repeated once and
+// then fails its record with its code and message. A size refusal splits the group to the limit
+// the server named and remembers it.
 func (w *writer) batchChunk(ctx context.Context, ps []prep) {
 	pending := ps
+	permanent := map[int]error{} // records whose permanent 5xx part was repeated once, by prep index
+	var rounds, throttles int    // repeats for transient failures, and for 429 parts only
 	for round := 0; len(pending) > 0; round++ {
 		if ctx.Err() != nil {
 			w.failAll(pending, ctx.Err())
@@ -94,40 +99,65 @@ func (w *writer) batchChunk(ctx context.Context, ps []prep) {
 		}
 		var again []prep
 		var lastErr error
+		throttledOnly := true // every repeat is a 429 part: the gate (closed by Batch) paces it
 		for i, p := range pending {
 			r, ok := byPart[i]
 			if !ok {
-				again = append(again, p)
+				again, throttledOnly = append(again, p), false
 				lastErr = fmt.Errorf("dataverse: update %s(%s): %w: no response part for the operation", w.t.EntitySet, p.id, ErrUnavailable)
 				continue
 			}
 			perr := r.Err()
-			var ae *APIError
-			if errors.As(perr, &ae) && (ae.Status == http.StatusTooManyRequests || isTransientStatus(ae.Status) || MaxBatchSize(ae) > 0) {
+			if perr == nil {
+				w.set(p, nil)
+				continue
+			}
+			ae := perr.(*APIError)
+			perr = fmt.Errorf("dataverse: update %s(%s): %w", w.t.EntitySet, p.id, perr)
+			switch {
+			case ae.Status == http.StatusTooManyRequests:
+				again, lastErr = append(again, p), perr
+			case permanentServerError(ae):
+				if permanent[p.idx] != nil {
+					w.set(p, perr) // repeated once already: this answer is final
+					continue
+				}
+				permanent[p.idx] = perr
+				again, lastErr, throttledOnly = append(again, p), perr, false
+			case transientAPIError(ae) || MaxBatchSize(ae) > 0:
 				if n := MaxBatchSize(ae); n > 0 {
 					w.c.noteBatchLimit(n)
 				}
-				again = append(again, p)
-				lastErr = fmt.Errorf("dataverse: update %s(%s): %w", w.t.EntitySet, p.id, perr)
-				continue
+				again, lastErr, throttledOnly = append(again, p), perr, false
+			default:
+				w.set(p, perr)
 			}
-			if perr != nil {
-				perr = fmt.Errorf("dataverse: update %s(%s): %w", w.t.EntitySet, p.id, perr)
-			}
-			w.set(p, perr)
 		}
 		if len(again) == 0 {
 			return
 		}
-		if round >= w.c.cfg.MaxRetries {
-			w.failAll(again, fmt.Errorf("%w after %d rounds: %w", ErrUnavailable, round+1, lastErr))
+		if throttledOnly {
+			throttles++
+		} else {
+			rounds++
+		}
+		if rounds > w.c.cfg.MaxRetries || throttles > w.c.cfg.MaxThrottleRetries {
+			for _, p := range again {
+				if err := permanent[p.idx]; err != nil {
+					w.set(p, err)
+				} else {
+					w.results[p.idx] = Result{ID: p.in.ID, Status: Failed, Err: fmt.Errorf("%w after %d rounds: %w", ErrUnavailable, round+1, lastErr)}
+				}
+			}
 			return
 		}
 		w.c.retried(ctx, int64(len(again)))
-		delay := backoff.Wait(w.c.cfg.RetryBaseDelay, w.c.cfg.RetryMaxDelay, round)
-		if err := ctxutil.Sleep(ctx, delay); err != nil {
-			w.failAll(again, err)
-			return
+		if !throttledOnly {
+			delay := backoff.Wait(w.c.cfg.RetryBaseDelay, w.c.cfg.RetryMaxDelay, rounds-1)
+			if err := ctxutil.Sleep(ctx, delay); err != nil {
+				w.failAll(again, err)
+				return
+			}
 		}
 		pending = again
 	}

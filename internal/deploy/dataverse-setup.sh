@@ -31,7 +31,7 @@ one() { # one JSONPATH: the single value of a query's answer, or fail.
 
 bu=$(dv GET "businessunits?\$select=businessunitid&\$filter=_parentbusinessunitid_value%20eq%20null" | one businessunitid)
 
-privileges=("prvRead$TABLE" "prvWrite$TABLE" prvReadSdkMessage prvReadSdkMessageFilter)
+privileges=("prvRead$TABLE" "prvWrite$TABLE" prvReadSdkMessage)
 [[ "${BYPASS:-0}" == 1 ]] && privileges+=(prvBypassCustomBusinessLogic)
 
 role=$(dv GET "roles?\$select=roleid&\$filter=name%20eq%20'${ROLE_NAME// /%20}'%20and%20_businessunitid_value%20eq%20$bu" |

@@ -265,7 +265,7 @@ func TestDataverseSetupScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := string(data)
-	for _, want := range []string{`"prvRead$TABLE" "prvWrite$TABLE" prvReadSdkMessage prvReadSdkMessageFilter`, `[[ "${BYPASS:-0}" == 1 ]] && privileges+=(prvBypassCustomBusinessLogic)`, `\"Depth\":\"Global\"`} {
+	for _, want := range []string{`"prvRead$TABLE" "prvWrite$TABLE" prvReadSdkMessage)`, `[[ "${BYPASS:-0}" == 1 ]] && privileges+=(prvBypassCustomBusinessLogic)`, `\"Depth\":\"Global\"`} {
 		if !strings.Contains(s, want) {
 			t.Errorf("dataverse-setup.sh lacks %s", want)
 		}

@@ -18,7 +18,9 @@ type Faults struct {
 	loseN      int // write answers to drop after the write was applied (faults_lost.go)
 }
 
-// ServerErrors makes the next n requests answer status (500 or 503).
+// ServerErrors makes the next n requests answer status (500 or 503) with the code 0x80040216 ("An
+// unexpected error occurred"): a 503 is an outage clients retry; a 500 with that code is an error
+// that repeats, which a client fails after at most one retry.
 func (f *Faults) ServerErrors(n, status int) {
 	f.mu.Lock()
 	f.errN, f.errStatus = n, status

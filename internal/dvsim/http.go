@@ -334,7 +334,9 @@ func (s *Sim) updateMultiple(body []byte) *answer {
 		id = strings.ToLower(id)
 		rec := s.tab.lookup(id)
 		if rec == nil {
-			return fail(notFound(id))
+			// UpdateMultiple is not an upsert: a missing target fails the whole request, in the
+			// wording "Troubleshoot Dataverse bulk operation errors" documents.
+			return fail(errAnswer(http.StatusNotFound, "0x80040217", fmt.Sprintf("account With Ids = %s Do Not Exist", id)))
 		}
 		if s.faults.rejects(id) {
 			return fail(rejected(id))

@@ -268,7 +268,7 @@ func TestUpdateMultipleIsAllOrNothing(t *testing.T) {
 		wantCode   string
 		wantInMsg  string
 	}{
-		{"a missing record", []string{target(dvsim.AccountID(0), "x"), target(missing, "x")}, 404, "0x80040217", "account With Id = " + missing + " Does Not Exist"},
+		{"a missing record", []string{target(dvsim.AccountID(0), "x"), target(missing, "x")}, 404, "0x80040217", "account With Ids = " + missing + " Do Not Exist"},
 		{"a plugin rejects one", []string{target(dvsim.AccountID(0), "x"), target(dvsim.AccountID(3), "x")}, 400, "0x80040265", dvsim.AccountID(3)},
 		{"no @odata.type", []string{target(dvsim.AccountID(0), "x"), fmt.Sprintf(`{"accountid":%q,"description":"x"}`, dvsim.AccountID(1))}, 400, "", "@odata.type"},
 		{"a bad value", []string{target(dvsim.AccountID(0), "x"), fmt.Sprintf(`{"@odata.type":"Microsoft.Dynamics.CRM.account","accountid":%q,"revenue":"lots"}`, dvsim.AccountID(1))}, 400, "0x0", "'revenue'"},
@@ -360,5 +360,58 @@ func TestFaults(t *testing.T) {
 	}
 	if r := send(t, base, http.MethodGet, "WhoAmI", nil, ""); r.status != 200 {
 		t.Fatalf("after the drop: %d", r.status)
+	}
+}
+
+// $count=true answers @odata.count: every matching row whatever the page size, capped at 5,000 as
+// Dataverse caps it for standard tables, on every page; the totalrecordcount annotations say
+// whether the cap was reached ("Count rows using OData").
+func TestCountIsCappedLikeDataverse(t *testing.T) {
+	sim := dvsim.New(dvsim.Config{Accounts: 5200, InactiveAccounts: 30})
+	base, stop := sim.Start()
+	defer stop()
+	type page struct {
+		Count    *int   `json:"@odata.count"`
+		Total    *int   `json:"@Microsoft.Dynamics.CRM.totalrecordcount"`
+		Exceeded *bool  `json:"@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"`
+		Next     string `json:"@odata.nextLink"`
+		Value    []map[string]any
+	}
+	get := func(path, prefer string) page {
+		t.Helper()
+		r := send(t, base, http.MethodGet, path, map[string]string{"Prefer": prefer}, "")
+		if r.status != 200 {
+			t.Fatalf("%s: %d %s", path, r.status, r.body)
+		}
+		var p page
+		if err := json.Unmarshal([]byte(r.body), &p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	annotations := `odata.include-annotations="Microsoft.Dynamics.CRM.totalrecordcount,Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"`
+	p := get("accounts?$select=accountid&$count=true&$filter="+url.QueryEscape("statecode eq 0"), "odata.maxpagesize=10,"+annotations)
+	if p.Count == nil || *p.Count != 5000 || len(p.Value) != 10 {
+		t.Fatalf("5,200 matching, page of 10: count %v, %d rows; want 5000 and 10", p.Count, len(p.Value))
+	}
+	if p.Total == nil || *p.Total != 5000 || p.Exceeded == nil || !*p.Exceeded {
+		t.Fatalf("annotations %v %v, want 5000 and limit exceeded", p.Total, p.Exceeded)
+	}
+	next, err := url.Parse(p.Next)
+	if err != nil || p.Next == "" {
+		t.Fatalf("nextLink %q: %v", p.Next, err)
+	}
+	if p2 := get("accounts?"+next.RawQuery, "odata.maxpagesize=10"); p2.Count == nil || *p2.Count != 5000 || p2.Total != nil {
+		t.Fatalf("second page: count %v, annotations %v; want the count again and no annotations unasked", p2.Count, p2.Total)
+	}
+	p = get("accounts?$select=accountid&$count=true&$filter="+url.QueryEscape("statecode eq 1"), annotations)
+	if p.Count == nil || *p.Count != 30 || len(p.Value) != 30 || p.Exceeded == nil || *p.Exceeded {
+		t.Fatalf("30 inactive: count %v, %d rows, exceeded %v", p.Count, len(p.Value), p.Exceeded)
+	}
+	if p = get("accounts?$select=accountid&$top=3", ""); p.Count != nil {
+		t.Fatalf("without $count: @odata.count %v, want none", *p.Count)
+	}
+	if r := send(t, base, http.MethodGet, "accounts?$count=yes", nil, ""); r.status != 400 {
+		t.Fatalf("$count=yes: %d, want 400", r.status)
 	}
 }

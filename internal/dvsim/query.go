@@ -59,6 +59,14 @@ func (s *Sim) query(r *http.Request) *answer {
 	if err != nil {
 		return errAnswer(http.StatusBadRequest, "0x0", "Invalid $filter: "+err.Error())
 	}
+	var count bool
+	switch v := strings.ToLower(q.Get("$count")); v {
+	case "", "false":
+	case "true":
+		count = true
+	default:
+		return errAnswer(http.StatusBadRequest, "0x0", "Invalid value '"+q.Get("$count")+"' for $count: want true or false.")
+	}
 	size := 5000
 	pref := r.Header.Get("Prefer")
 	applied := ""
@@ -99,6 +107,10 @@ func (s *Sim) query(r *http.Request) *answer {
 		return true
 	}
 	s.mu.RLock()
+	matching := -1
+	if count {
+		matching = s.countMatching(pred, inIDs(q.Get("$filter")), countLimit+1)
+	}
 	if ids := inIDs(q.Get("$filter")); ids != nil {
 		// A lookup by ids reads just those records, in key order.
 		for _, id := range ids {
@@ -130,6 +142,14 @@ func (s *Sim) query(r *http.Request) *answer {
 	if rows == nil {
 		out["value"] = []any{}
 	}
+	if count {
+		// Every row that matches, whatever the page size, capped as Dataverse caps it.
+		out["@odata.count"] = min(matching, countLimit)
+		if strings.Contains(pref, "Microsoft.Dynamics.CRM.totalrecordcount") || strings.Contains(pref, `odata.include-annotations="*"`) {
+			out["@Microsoft.Dynamics.CRM.totalrecordcount"] = min(matching, countLimit)
+			out["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] = matching > countLimit
+		}
+	}
 	if more {
 		nq := url.Values{}
 		for k, v := range q {
@@ -149,6 +169,33 @@ func (s *Sim) query(r *http.Request) *answer {
 		a.header.Set("Preference-Applied", applied)
 	}
 	return a
+}
+
+// countLimit is the most @odata.count reports for a standard table ("Count rows using OData").
+const countLimit = 5000
+
+// countMatching counts the live rows pred accepts (only ids, when the filter names them), stopping
+// at limit. The caller holds s.mu.
+func (s *Sim) countMatching(pred func(map[string]any) bool, ids []string, limit int) int {
+	n := 0
+	if ids != nil {
+		for _, id := range ids {
+			if rec := s.tab.lookup(id); rec != nil && pred(rec.toMap(id)) {
+				if n++; n >= limit {
+					break
+				}
+			}
+		}
+		return n
+	}
+	for i := range s.tab.keys {
+		if rec := &s.tab.recs[i]; !rec.has(deleted) && pred(rec.toMap(s.tab.keys[i].String())) {
+			if n++; n >= limit {
+				break
+			}
+		}
+	}
+	return n
 }
 
 func (s *Sim) getOne(r *http.Request, id string) *answer {

@@ -1,4 +1,5 @@
-// Package dvsim simulates the Dataverse Web API (v9.2) as described in reference/dataverse-webapi.md:
+// Package dvsim simulates the Dataverse Web API (v9.2) as Microsoft's "Use the Microsoft Dataverse Web
+// API" and "Service protection API limits" describe it:
 // an accounts table with ETags, paging, conditional PATCH, $batch with change sets, UpdateMultiple,
 // a bound action, and service protection enforced per user per web server (concurrency,
 // request-count and execution-time limits over a sliding window, 429 with a growing Retry-After,

@@ -242,3 +242,41 @@ func TestDocumentedBatchAcceptedVerbatimAndLFRejected(t *testing.T) {
 		t.Fatal("If-Match: * created records")
 	}
 }
+
+// UpdateMultiple requests carry no If-Match, yet a record deleted since planning is never created
+// on that path: UpdateMultiple is not an upsert (UpsertMultiple is), so a missing target fails the
+// whole request ("account With Ids = ... Do Not Exist"); the client narrows the failure down and
+// sends the missing record alone as a PATCH with If-Match: *, which answers 404 (gone).
+func TestUpdateMultipleNeverCreatesAMissingRecord(t *testing.T) {
+	sim := dvsim.New(dvsim.Config{Accounts: 50})
+	url, stop := sim.Start()
+	defer stop()
+	c := client(t, url)
+	ids := sim.IDs(true)
+	gone := ids[17]
+	sim.Delete(gone)
+	ups := make([]dataverse.Update, len(ids))
+	for i, id := range ids {
+		ups[i] = dataverse.Update{ID: id, Fields: map[string]any{"description": "bulk"}}
+	}
+	res, err := c.Update(context.Background(), accounts, ups, dataverse.WriteOptions{Mode: dataverse.ModeBulk, BatchSize: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		want := dataverse.Updated
+		if r.ID == gone {
+			want = dataverse.Gone
+		}
+		if r.Status != want {
+			t.Errorf("%s: %v %v, want %v", r.ID, r.Status, r.Err, want)
+		}
+	}
+	cnt := sim.Counters()
+	if cnt.ByKind["updateMultiple"] == 0 {
+		t.Fatalf("no UpdateMultiple request was made (%v); the test needs that path", cnt.ByKind)
+	}
+	if _, ok := sim.Get(gone); ok || cnt.Creates != 0 {
+		t.Fatalf("the deleted record was created (creates %d)", cnt.Creates)
+	}
+}

@@ -59,6 +59,7 @@ type rigOptions struct {
 	queues             map[string]any // host.json extensions.queues overrides (e.g. a short visibilityTimeout)
 	functionTimeout    string         // host.json functionTimeout override ("hh:mm:ss")
 	en                 func(*enrichsim.Config)
+	defaults           bool // leave the enrichment and Dataverse concurrency settings at their shipped defaults
 	onLine             func(instance int, line string)
 }
 
@@ -119,9 +120,11 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	env := []string{
 		"DATAVERSE_URL=" + dvURL, "DATAVERSE_AUTH=none", "ENRICHMENT_URL=" + enURL,
 		"AzureWebJobsStorage=" + r.conn, "DVBULK_CHECKPOINT_STORE=blob", "DVBULK_CHECKPOINT_CONTAINER=" + container,
-		"DVBULK_JOB=" + o.job, "DVBULK_SCHEDULE=0 0 2 * * *", "ENRICHMENT_BATCH_SIZE=25", "ENRICHMENT_CONCURRENCY=8",
-		"DVBULK_DATAVERSE_CONCURRENCY=8", "DVBULK_LEASE=4s", "DVBULK_FLUSH_INTERVAL=200ms", "DVBULK_LOG_LEVEL=debug",
-		"DVBULK_CHUNK_SIZE=200",
+		"DVBULK_JOB=" + o.job, "DVBULK_SCHEDULE=0 0 2 * * *",
+		"DVBULK_LEASE=4s", "DVBULK_FLUSH_INTERVAL=200ms", "DVBULK_LOG_LEVEL=debug", "DVBULK_CHUNK_SIZE=200",
+	}
+	if !o.defaults {
+		env = append(env, "ENRICHMENT_BATCH_SIZE=25", "ENRICHMENT_CONCURRENCY=8", "DVBULK_DATAVERSE_CONCURRENCY=8")
 	}
 	root := appRoot
 	if o.queues != nil || o.functionTimeout != "" {

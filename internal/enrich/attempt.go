@@ -28,7 +28,7 @@ type outcomeKind int
 
 const (
 	answered  outcomeKind = iota // results matched to the records
-	permanent                    // fail the request's records for good (4xx)
+	permanent                    // fail the request's records for good (4xx); 400 and 413 are split first
 	transient                    // retry with backoff (5xx, network, timeout, malformed answer)
 	throttled                    // 429/503: wait Retry-After if given, else like transient
 	canceled                     // the caller's ctx ended
@@ -40,6 +40,10 @@ type outcome struct {
 	reason  string
 	wait    time.Duration // throttled: Retry-After
 	hasWait bool
+	// tooLarge marks a 400 or 413: the request may hold more records than the service takes
+	// (or a record it refuses), so a request of several records is retried in halves.
+	tooLarge bool
+	quota    quota // what the answer's rate-limit headers said
 }
 
 // attempt sends one request and classifies what came back.
@@ -69,7 +73,18 @@ func (c *Client) attempt(ctx context.Context, body []byte, sent []Record) outcom
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainBytes))
 		_ = resp.Body.Close()
 	}()
+	o := c.classify(ctx, actx, resp, sent)
+	o.quota = parseQuota(resp.Header, time.Now())
+	if o.kind == throttled && !o.hasWait {
+		// No Retry-After: a RateLimit reset says how long the quota is gone.
+		if d, ok := o.quota.exhausted(); ok {
+			o.wait, o.hasWait = d, true
+		}
+	}
+	return o
+}
 
+func (c *Client) classify(ctx, actx context.Context, resp *http.Response, sent []Record) outcome {
 	switch code := resp.StatusCode; {
 	case code >= 200 && code < 300:
 		data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
@@ -96,7 +111,8 @@ func (c *Client) attempt(ctx context.Context, body []byte, sent []Record) outcom
 		// 408 is the server's own timeout: as transient as ours.
 		return outcome{kind: transient, reason: c.statusReason(resp)}
 	default:
-		return outcome{kind: permanent, reason: c.statusReason(resp)}
+		return outcome{kind: permanent, reason: c.statusReason(resp),
+			tooLarge: code == http.StatusBadRequest || code == http.StatusRequestEntityTooLarge}
 	}
 }
 

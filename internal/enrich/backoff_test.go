@@ -12,11 +12,11 @@ func TestBackoff(t *testing.T) {
 		n        int
 		min, max time.Duration
 	}{
-		{1, 50 * time.Millisecond, 100 * time.Millisecond},
-		{2, 100 * time.Millisecond, 200 * time.Millisecond},
-		{4, 400 * time.Millisecond, 800 * time.Millisecond},
-		{6, time.Second, 2 * time.Second}, // capped
-		{100, time.Second, 2 * time.Second},
+		{1, 0, 100 * time.Millisecond}, // full jitter: anywhere up to the ceiling
+		{2, 0, 200 * time.Millisecond},
+		{4, 0, 800 * time.Millisecond},
+		{6, 0, 2 * time.Second}, // capped
+		{100, 0, 2 * time.Second},
 	} {
 		for range 200 {
 			if d := wait(tt.n, base, maxWait); d < tt.min || d > tt.max {

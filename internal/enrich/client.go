@@ -1,5 +1,5 @@
 // Package enrich is the default enrichment-service adapter: it sends account records to a
-// company-data service over the JSON protocol of INTERFACES §4 and returns one result per
+// company-data service over the JSON protocol in the README ("Enrichment service protocol") and returns one result per
 // record. A Client batches records, bounds concurrency and request rate for all its callers
 // together, honours Retry-After, retries transient failures with backoff, and reports every
 // record's outcome, so the pipeline never loses a record to a service hiccup.
@@ -59,19 +59,27 @@ type Stats struct {
 	UnknownIDs       int64 // results for ids we did not send (ignored)
 	DuplicateResults int64 // further results for an id already answered (ignored; the first wins)
 	PeakInFlight     int64 // most requests in flight at once
+	Splits           int64 // refused requests (400/413) retried in halves
+	Limit            int   // the concurrency limit now (adapted up to Concurrency unless fixed)
+	LimitCuts        int64 // how often the limit was cut (429/503 or rising latency)
+	BatchSize        int   // records per request now (BatchSize, or the smaller size learned)
+	InFlight         int64 // requests in flight now
+	Concurrency      int   // the configured ceiling on requests in flight (Limit adapts below it)
 }
 
 type stats struct {
-	requests, records, enriched, failures, throttled, retries, unknown, duplicates atomic.Int64
-	inFlight, peak                                                                 atomic.Int64
+	requests, records, enriched, failures, throttled, retries, unknown, duplicates, splits atomic.Int64
+	inFlight, peak                                                                         atomic.Int64
 }
 
-// Client talks to one enrichment service. It is safe for concurrent use; its Concurrency and
-// RPS limits apply to all callers together.
+// Client talks to one enrichment service. It is safe for concurrent use; its concurrency limit
+// (adapted up to Concurrency), its RPS limit and the records per request it has learned apply to
+// all callers together.
 type Client struct {
 	cfg   Config
 	http  *http.Client
 	gate  *gate
+	sizer *sizer
 	log   zerolog.Logger
 	stats stats
 }
@@ -84,10 +92,11 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	return &Client{
-		cfg:  cfg,
-		http: httpClient(cfg.HTTPClient, cfg.Concurrency),
-		gate: newGate(cfg.Concurrency, cfg.RPS),
-		log:  cfg.Logger.With().Str("component", "enrich").Logger(),
+		cfg:   cfg,
+		http:  httpClient(cfg.HTTPClient, cfg.Concurrency),
+		gate:  newGate(cfg.Concurrency, cfg.FixedConcurrency, cfg.RPS),
+		sizer: newSizer(cfg.BatchSize),
+		log:   cfg.Logger.With().Str("component", "enrich").Logger(),
 	}, nil
 }
 
@@ -107,7 +116,7 @@ func httpClient(base *http.Client, concurrency int) *http.Client {
 	return &c
 }
 
-// Enrich splits recs into requests of BatchSize records, sends them concurrently within the
+// Enrich splits recs into requests of BatchSize records (or the smaller size learned), sends them concurrently within the
 // client's shared limits and returns exactly one Result per record, in input order. Per-record
 // and per-request failures are reported in the Results, never as the error. The error is
 // non-nil only when ctx ended, or its stop (ctxutil.WithStop) closed, before every record had an
@@ -121,15 +130,32 @@ func (c *Client) Enrich(ctx context.Context, recs []Record) ([]Result, error) {
 	var unfinished atomic.Bool
 	var g errgroup.Group
 	g.SetLimit(c.cfg.Concurrency)
-	for start := 0; start < len(recs); start += c.cfg.BatchSize {
+	for start := 0; start < len(recs); {
 		if ctx.Err() != nil || ctxutil.Stopped(ctx) {
 			unfinished.Store(true)
 			break
 		}
-		end := min(start+c.cfg.BatchSize, len(recs))
+		// Taken for every request: a size learned from one request's answer applies to the next.
+		n, probe, err := c.sizer.take(ctx)
+		if err != nil {
+			unfinished.Store(true)
+			break
+		}
+		// Even pieces (34 records at 17 per request go as 17+17, 40 as 14+13+13, not 17+17+6):
+		// the count of requests is what costs. A probe carries exactly the size it tests.
+		left := len(recs) - start
+		if n = min(n, left); !probe {
+			pieces := (left + n - 1) / n
+			n = (left + pieces - 1) / pieces
+		}
+		batch, res := recs[start:start+n], out[start:start+n]
+		start += len(batch)
 		g.Go(func() error {
-			if !c.runBatch(ctx, recs[start:end], out[start:end]) {
+			if !c.runBatch(ctx, batch, res, probe) {
 				unfinished.Store(true)
+			}
+			if probe {
+				c.sizer.unprobe()
 			}
 			return nil
 		})
@@ -145,6 +171,15 @@ func (c *Client) Enrich(ctx context.Context, recs []Record) ([]Result, error) {
 	return out, nil
 }
 
+// Limits returns what one caller needs to keep the client busy on its own: records per call (a
+// multiple of the records per request now) and the concurrency ceiling. Callers may use them to size their work; the client
+// still enforces its limits for all callers together.
+func (c *Client) Limits() (batch, concurrency int) {
+	n := c.sizer.usable()
+	// A multiple of the request size near the ceiling: whole requests per call, and few calls.
+	return n * max(1, c.cfg.BatchSize/n), c.cfg.Concurrency
+}
+
 // Stats returns a snapshot of the client's counters.
 func (c *Client) Stats() Stats {
 	s := &c.stats
@@ -158,6 +193,12 @@ func (c *Client) Stats() Stats {
 		UnknownIDs:       s.unknown.Load(),
 		DuplicateResults: s.duplicates.Load(),
 		PeakInFlight:     s.peak.Load(),
+		Splits:           s.splits.Load(),
+		Limit:            c.gate.slots.Limit(),
+		LimitCuts:        c.gate.slots.Cuts(),
+		BatchSize:        c.sizer.size(),
+		InFlight:         s.inFlight.Load(),
+		Concurrency:      c.cfg.Concurrency,
 	}
 }
 

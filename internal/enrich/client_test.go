@@ -245,3 +245,39 @@ func TestEncodeFailureIsPerRecord(t *testing.T) {
 		t.Errorf("stats %+v, want 1 request carrying the 2 good records", st)
 	}
 }
+
+// TestAdaptsToServiceCapacity: two clients with the default ceiling share a queueing service
+// of 16 slots they are not told about. Together they fill it, every record is answered and
+// throttling stays rare. (Peak and counts are asserted, not timings.)
+func TestAdaptsToServiceCapacity(t *testing.T) {
+	sim, url := startSim(t, enrichsim.Config{MaxConcurrency: 16, QueueDepth: 16, MaxRecordsPerRequest: 10, TimeScale: 4})
+	var wg sync.WaitGroup
+	clients := make([]*Client, 2)
+	for i := range clients {
+		cfg := testConfig(url)
+		cfg.BatchSize, cfg.Concurrency = 50, 64
+		clients[i] = newClient(t, cfg)
+		wg.Go(func() {
+			recs := records(2000)
+			res, err := clients[i].Enrich(context.Background(), recs)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			requireAllOK(t, recs, res)
+		})
+	}
+	wg.Wait()
+	sc := sim.Counters()
+	if sc.PeakServing < 12 {
+		t.Errorf("the service saw at most %d of its 16 slots busy", sc.PeakServing)
+	}
+	if sc.Throttled*20 > sc.Requests {
+		t.Errorf("%d of %d requests throttled, want under 5%%", sc.Throttled, sc.Requests)
+	}
+	for i, c := range clients {
+		if st := c.Stats(); st.BatchSize != 10 || st.Limit > 64 {
+			t.Errorf("client %d: %+v, want 10 records per request learned and the limit within the ceiling", i, st)
+		}
+	}
+}

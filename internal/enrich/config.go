@@ -21,9 +21,15 @@ type Config struct {
 	APIKey       string // optional; sent only in APIKeyHeader, never logged or put in errors
 	APIKeyHeader string // default "x-api-key"
 
-	BatchSize   int     // records per request (default 1)
-	Concurrency int     // requests in flight at once, shared by every caller of the Client (default 8)
-	RPS         float64 // requests per second towards the service (0 = unlimited)
+	// BatchSize is the most records per request (default 50). A 400 or 413 on several records
+	// is retried in halves, and a smaller size the service takes is learned and kept.
+	BatchSize int
+	// Concurrency is the ceiling of requests in flight at once, shared by every caller of the
+	// Client (default 64). Below it the limit adapts to the service (see Limiter) unless
+	// FixedConcurrency is set.
+	Concurrency      int
+	FixedConcurrency bool
+	RPS              float64 // requests per second towards the service (0 = unlimited)
 
 	Timeout    time.Duration // per attempt (default 30s)
 	MaxRetries int           // retries of one request after transient failures (default 6; zero means the default)
@@ -40,12 +46,13 @@ type Config struct {
 var ErrConfig = errors.New("invalid enrichment configuration")
 
 // Defaults of a Client, also the defaults of the app settings ENRICHMENT_API_KEY_HEADER,
-// ENRICHMENT_BATCH_SIZE, ENRICHMENT_CONCURRENCY and ENRICHMENT_TIMEOUT. One record per request is what
-// every service of the protocol takes; a larger batch is the operator's to set.
+// ENRICHMENT_BATCH_SIZE, ENRICHMENT_CONCURRENCY and ENRICHMENT_TIMEOUT. The batch size and the
+// concurrency are ceilings: a service that takes fewer records per request is learned (a 400/413
+// on several records is split), and the concurrency adapts below the ceiling (Limiter).
 const (
 	DefaultAPIKeyHeader = "x-api-key"
-	DefaultBatchSize    = 1
-	DefaultConcurrency  = 8
+	DefaultBatchSize    = 50
+	DefaultConcurrency  = 64
 	DefaultTimeout      = 30 * time.Second
 )
 

@@ -1,6 +1,8 @@
 package enrich
 
 import (
+	"golang.org/x/time/rate"
+
 	"errors"
 	"fmt"
 	"math"
@@ -63,14 +65,15 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{URL: "https://x", APIKeyHeader: "x-api-key", BatchSize: 1, Concurrency: 8, Timeout: 30 * time.Second,
+	want := Config{URL: "https://x", APIKeyHeader: "x-api-key", BatchSize: 50, Concurrency: 64, Timeout: 30 * time.Second,
 		MaxRetries: 6, BackoffBase: 250 * time.Millisecond, BackoffMax: 10 * time.Second}
 	got := c.cfg
 	got.Logger = want.Logger
 	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
 		t.Errorf("defaults %+v, want %+v", got, want)
 	}
-	if c.gate.limiter != nil || cap(c.gate.slots) != 8 {
-		t.Errorf("gate: limiter %v, %d slots; want unlimited and 8", c.gate.limiter, cap(c.gate.slots))
+	if c.gate.rate.Limit() != rate.Inf || c.gate.slots.max != 64 || c.gate.slots.Limit() != 8 {
+		t.Errorf("gate: rate %v, ceiling %v, limit %d; want unlimited, 64, starting at 8",
+			c.gate.rate.Limit(), c.gate.slots.max, c.gate.slots.Limit())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,3 +92,22 @@ func writeResults(w http.ResponseWriter, req wireRequest) {
 }
 
 func jsonNumber(s string) json.Number { return json.Number(s) }
+
+// refuseIf answers every record of a request, unless one of them is bad: then the whole request
+// gets status and body. It counts requests in calls.
+func refuseIf(calls *atomic.Int64, status int, body string, bad func(rec map[string]any) bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		var req wireRequest
+		if err := decodeJSON(r, &req); err == nil {
+			for _, rec := range req.Records {
+				if bad(rec) {
+					w.WriteHeader(status)
+					fmt.Fprint(w, body)
+					return
+				}
+			}
+		}
+		writeResults(w, req)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -226,22 +227,13 @@ func TestNetworkErrorRetried(t *testing.T) {
 
 // TestClientErrorFailsOnlyThatRequest: a 4xx fails the records of its request, once, with a
 // one-line, size-limited excerpt of the body; other requests are unaffected.
+// TestClientErrorFailsOnlyThatRequest: a 4xx other than 400/413 fails the records of that
+// request, with status and a short excerpt, and is neither retried nor split.
 func TestClientErrorFailsOnlyThatRequest(t *testing.T) {
 	var calls atomic.Int64
-	srv := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		var req wireRequest
-		if err := decodeJSON(r, &req); err == nil {
-			for _, rec := range req.Records {
-				if rec["id"] == "bad" {
-					w.WriteHeader(http.StatusBadRequest)
-					fmt.Fprint(w, "{\"error\":\"name\n\tis invalid\",\"detail\":\""+strings.Repeat("x", 5000)+"\"}")
-					return
-				}
-			}
-		}
-		writeResults(w, req)
-	})
+	srv := fakeServer(t, refuseIf(&calls, http.StatusUnprocessableEntity,
+		"{\"error\":\"name\n\tis invalid\",\"detail\":\""+strings.Repeat("x", 5000)+"\"}",
+		func(rec map[string]any) bool { return rec["id"] == "bad" }))
 	cfg := testConfig(srv.URL)
 	cfg.BatchSize = 2
 	c := newClient(t, cfg)
@@ -258,7 +250,7 @@ func TestClientErrorFailsOnlyThatRequest(t *testing.T) {
 			}
 			continue
 		}
-		if r.Retryable || !strings.HasPrefix(r.Err, `enrichment service returned 400 Bad Request: {"error":"name is invalid"`) {
+		if r.Retryable || !strings.HasPrefix(r.Err, `enrichment service returned 422 Unprocessable Entity: {"error":"name is invalid"`) {
 			t.Errorf("record %d: %+v, want a permanent failure with status and excerpt", i, r)
 		}
 		if strings.ContainsAny(r.Err, "\n\t") || len([]rune(r.Err)) > 300 {
@@ -270,17 +262,75 @@ func TestClientErrorFailsOnlyThatRequest(t *testing.T) {
 	}
 }
 
-func TestSimulatorRejectsOversizedRequest(t *testing.T) {
-	sim, url := startSim(t, enrichsim.Config{MaxRecordsPerRequest: 10})
-	cfg := testConfig(url)
-	cfg.BatchSize = 11
-	c := newClient(t, cfg)
-	res, _ := c.Enrich(context.Background(), records(11))
-	if !strings.Contains(res[0].Err, "400") || !strings.Contains(res[0].Err, "at most 10") || res[0].Retryable {
-		t.Errorf("result %+v, want a permanent 400 naming the limit", res[0])
+// TestBadRecordIsIsolated: a 400 on 50 records because of one of them is retried in halves
+// until the bad record is alone: 49 answers, one failure with the service's reason, and the
+// batch size is not shrunk for it.
+func TestBadRecordIsIsolated(t *testing.T) {
+	for _, status := range []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			var calls atomic.Int64
+			srv := fakeServer(t, refuseIf(&calls, status, `{"error":"websiteurl is not a URL"}`,
+				func(rec map[string]any) bool { return rec["name"] == "Account 17" }))
+			cfg := testConfig(srv.URL)
+			cfg.BatchSize = 50
+			c := newClient(t, cfg)
+			recs := records(50)
+			res, err := c.Enrich(context.Background(), recs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			failed := 0
+			for i, r := range res {
+				switch {
+				case i == 17:
+					failed++
+					if r.Retryable || !strings.Contains(r.Err, "websiteurl is not a URL") || !strings.Contains(r.Err, strconv.Itoa(status)) {
+						t.Errorf("bad record: %+v, want a permanent failure with the service's reason", r)
+					}
+				case r.Err != "" || r.Fields == nil || r.ID != recs[i].ID:
+					t.Errorf("record %d: %+v, want its answer", i, r)
+				}
+			}
+			st := c.Stats()
+			// 50 → 25 → 13 → 7 → 4 → 2 → 1: six refused requests, each split, plus the answered halves.
+			if failed != 1 || st.Enriched != 49 || st.Failures != 1 || calls.Load() != 13 || st.Splits != 6 {
+				t.Errorf("%d failed, stats %+v, %d requests; want 1, 49 enriched, 13 requests, 6 splits", failed, st, calls.Load())
+			}
+			if st.BatchSize != 50 {
+				t.Errorf("batch size %d after isolating a bad record, want 50 still", st.BatchSize)
+			}
+		})
 	}
-	if sim.Counters().Requests != 1 {
-		t.Errorf("%d requests, want 1", sim.Counters().Requests)
+}
+
+// TestServiceLimitIsLearned: against a service that takes at most 10 records, the client (ceiling
+// 50) ends up sending 10 per request, and every record is answered.
+func TestServiceLimitIsLearned(t *testing.T) {
+	for _, limit := range []int{10, 1} {
+		t.Run(strconv.Itoa(limit), func(t *testing.T) {
+			sim, url := startSim(t, enrichsim.Config{MaxRecordsPerRequest: limit})
+			cfg := testConfig(url)
+			cfg.BatchSize, cfg.Concurrency, cfg.FixedConcurrency = 50, 2, true
+			c := newClient(t, cfg)
+			for range 3 { // one call learns, the next ones use what was learned
+				recs := records(120)
+				res, err := c.Enrich(context.Background(), recs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				requireAllOK(t, recs, res)
+			}
+			if got := c.Stats().BatchSize; got != limit {
+				t.Errorf("learned %d records per request, want %d", got, limit)
+			}
+			sim.ResetCounters()
+			recs := records(100)
+			res, _ := c.Enrich(context.Background(), recs)
+			requireAllOK(t, recs, res)
+			if sc := sim.Counters(); sc.Rejected != 0 || sc.Requests != int64(100/limit) {
+				t.Errorf("after learning: %d requests, %d refused; want %d and 0", sc.Requests, sc.Rejected, 100/limit)
+			}
+		})
 	}
 }
 

@@ -1,10 +1,3 @@
-// Package funcemu plays the Azure Functions host for a custom handler, following
-// reference/functions-host.md (read from the host's source): it starts the handler as one or more
-// instances, sends timer and queue invocations with the host's exact payload encoding, applies output
-// bindings, and keeps in-memory storage queues with the queue trigger's semantics (base64 message
-// encoding, visibility leases renewed while an invocation runs, DequeueCount, retry after
-// visibilityTimeout, poison queue after maxDequeueCount). Tests use it to kill instances mid-invocation;
-// the demo uses it to run the app on one machine.
 package funcemu
 
 import (

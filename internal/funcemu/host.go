@@ -1,10 +1,11 @@
-// Package funcemu plays the Azure Functions host for a custom handler, following
-// reference/functions-host.md (read from the host's source): it starts the handler as one or more
-// instances, sends timer and queue invocations with the host's exact payload encoding, applies output
-// bindings, and keeps in-memory storage queues with the queue trigger's semantics (base64 message
-// encoding, visibility leases renewed while an invocation runs, DequeueCount, retry after
-// visibilityTimeout, poison queue after maxDequeueCount). Tests use it to kill instances mid-invocation;
-// the demo uses it to run the app on one machine.
+// Package funcemu plays the Azure Functions host for a custom handler, as read from the host's source
+// (github.com/Azure/azure-functions-host) and Microsoft's "Azure Functions custom handlers" and
+// "Azure Queue storage trigger for Azure Functions" (README, "Local development"): it starts the
+// handler as one or more instances, sends timer and queue invocations with the host's exact payload
+// encoding, applies output bindings, and keeps in-memory storage queues with the queue trigger's
+// semantics (base64 message encoding, visibility leases renewed while an invocation runs,
+// DequeueCount, retry after visibilityTimeout, poison queue after maxDequeueCount). Tests use it to
+// kill instances mid-invocation; the demo uses it to run the app on one machine.
 package funcemu
 
 import (
@@ -15,6 +16,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"dvbulk/internal/netutil"
 )
 
 // ErrNoInstance is returned when no live instance can take an invocation.
@@ -63,6 +66,8 @@ type Host struct {
 	timerLocks  map[string]*sync.Mutex // timers are singletons: one invocation per function at a time across the app
 	closed      bool
 	outMu       sync.Mutex // instances write to Output concurrently
+
+	freePort func() (int, error) // netutil.FreePort; tests hand out a taken port first
 }
 
 // New reads the app's host.json and function.json files (resolving %SETTING% from opts.Env).
@@ -101,7 +106,7 @@ func New(opts Options) (*Host, error) {
 	if cfg.functionTimeout <= 0 {
 		timeout = 0 // "-1": unbounded
 	}
-	h := &Host{opts: opts, cfg: cfg, fns: fns, queues: map[string][]*message{}, timerLocks: map[string]*sync.Mutex{},
+	h := &Host{opts: opts, cfg: cfg, freePort: netutil.FreePort, fns: fns, queues: map[string][]*message{}, timerLocks: map[string]*sync.Mutex{},
 		client: &http.Client{Timeout: timeout, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 	for _, f := range fns {
 		h.timerLocks[f.name] = &sync.Mutex{}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -59,11 +60,34 @@ func (h *Host) Start(ctx context.Context) error {
 	return nil
 }
 
+// portAttempts bounds how often an instance is relaunched on a fresh port because another process
+// took the one chosen for it between the choice and the child's bind.
+const portAttempts = 5
+
+// errPortTaken: the child could not listen on its port (it said so and exited), or another
+// process's server answers there.
+var errPortTaken = errors.New("funcemu: port taken by another process")
+
+// launch starts instance i's handler process. The port is chosen here and bound by the child later,
+// so another process can take it in between: then the child reports it in use and exits, and the
+// instance is launched again on a fresh port; a server that answers there but is not the child's
+// is not taken for the child's readiness.
 func (h *Host) launch(ctx context.Context, i int) error {
-	port, err := netutil.FreePort()
-	if err != nil {
-		return fmt.Errorf("funcemu: instance %d: port: %w", i, err)
+	var err error
+	for attempt := 1; attempt <= portAttempts; attempt++ {
+		var port int
+		if port, err = h.freePort(); err != nil {
+			return fmt.Errorf("funcemu: instance %d: port: %w", i, err)
+		}
+		if err = h.launchOn(ctx, i, port); !errors.Is(err, errPortTaken) {
+			return err
+		}
+		h.writeLine(fmt.Sprintf("[%d] ", i), fmt.Sprintf("funcemu: port %d was taken (attempt %d of %d); relaunching on a fresh port", port, attempt, portAttempts))
 	}
+	return fmt.Errorf("funcemu: instance %d: %w after %d ports", i, err, portAttempts)
+}
+
+func (h *Host) launchOn(ctx context.Context, i, port int) error {
 	worker := uuid.NewString()
 	cmd := exec.Command(h.opts.Binary, h.cfg.arguments...)
 	cmd.Dir = h.opts.AppRoot
@@ -92,11 +116,15 @@ func (h *Host) launch(ctx context.Context, i int) error {
 	inst.port, inst.cmd, inst.done, inst.alive, inst.paused = port, cmd, done, false, false
 	h.mu.Unlock()
 
+	var inUse atomic.Bool // the child said its port was taken
 	go func() {
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 64<<10), 4<<20)
 		for sc.Scan() {
 			line := sc.Text()
+			if netutil.InUse(line) {
+				inUse.Store(true)
+			}
 			h.writeLine(fmt.Sprintf("[%d] ", i), line)
 			if h.opts.OnLine != nil {
 				h.opts.OnLine(i, line)
@@ -116,7 +144,7 @@ func (h *Host) launch(ctx context.Context, i int) error {
 	deadline := time.NewTimer(readyTimeout)
 	defer deadline.Stop()
 	for {
-		if resp, err := probe.Get(url); err == nil {
+		if resp, err := probe.Get(url); err == nil && h.owns(cmd, port) {
 			resp.Body.Close() // any answer, 404 included, means ready
 			h.mu.Lock()
 			if inst.gen == gen {
@@ -127,6 +155,9 @@ func (h *Host) launch(ctx context.Context, i int) error {
 		}
 		select {
 		case <-done:
+			if inUse.Load() {
+				return fmt.Errorf("funcemu: instance %d: port %d: %w", i, port, errPortTaken)
+			}
 			return fmt.Errorf("funcemu: instance %d exited during start", i)
 		case <-ctx.Done():
 			_ = cmd.Process.Kill()
@@ -139,6 +170,13 @@ func (h *Host) launch(ctx context.Context, i int) error {
 		case <-time.After(readyPoll):
 		}
 	}
+}
+
+// owns reports whether the answer on port can be the child's: it holds the listening socket (or
+// that cannot be checked here).
+func (h *Host) owns(cmd *exec.Cmd, port int) bool {
+	owns, known := netutil.ListensOn(cmd.Process.Pid, port)
+	return owns || !known
 }
 
 // signal sends sig to instance i and returns its exit channel.

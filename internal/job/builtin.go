@@ -3,7 +3,7 @@ package job
 // builtins are the jobs shipped in the binary. Operators add their own as JSON files with the same
 // shape (see the README), selected by DVBULK_JOB=/path/to/job.json.
 var builtins = map[string]string{
-	// The nightly enrichment sync of INTERFACES.md §5.
+	// The nightly enrichment sync (README, "Jobs").
 	"nightly-enrichment": `{
   "name": "nightly-enrichment",
   "description": "Ask the company-data service about every active account and write back what changed.",

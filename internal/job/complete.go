@@ -18,35 +18,35 @@ const MaxListedFailures = 10000
 
 // Summary is the report of a finished run, written exactly once by whichever worker finishes last.
 type Summary struct {
-	Run              string         `json:"run"`
-	Job              string         `json:"job"`
-	DryRun           bool           `json:"dryRun,omitempty"`
-	RerunOf          string         `json:"rerunOf,omitempty"`
-	Trigger          string         `json:"trigger"`
-	Started          time.Time      `json:"started"`
-	Finished         time.Time      `json:"finished"`
-	DurationSeconds  float64        `json:"durationSeconds"`
-	RecordsPerSecond float64        `json:"recordsPerSecond"`
-	Planned          int            `json:"planned"`
-	Records          int            `json:"records"`
-	Chunks           int            `json:"chunks"`
-	Outcomes         map[string]int `json:"outcomes"`
-	Failures         []Failure      `json:"failures"`
-	FailuresListed   bool           `json:"failuresComplete"`
-	DeadLettered     []DeadChunk    `json:"deadLettered"`
-	Changes          []Change       `json:"changes,omitempty"` // dry run: what would be written
-	Stats            Stats          `json:"stats"`
-	Writer           string         `json:"w"`
+	Run              string                   `json:"run"`
+	Job              string                   `json:"job"`
+	DryRun           bool                     `json:"dryRun,omitempty"`
+	RerunOf          string                   `json:"rerunOf,omitempty"`
+	Trigger          string                   `json:"trigger"`
+	Started          time.Time                `json:"started"`
+	Finished         time.Time                `json:"finished"`
+	DurationSeconds  float64                  `json:"durationSeconds"`
+	RecordsPerSecond float64                  `json:"recordsPerSecond"`
+	Planned          int                      `json:"planned"`
+	Records          int                      `json:"records"`
+	Chunks           int                      `json:"chunks"`
+	Outcomes         map[pipeline.Outcome]int `json:"outcomes"`
+	Failures         []Failure                `json:"failures"`
+	FailuresListed   bool                     `json:"failuresComplete"`
+	DeadLettered     []DeadChunk              `json:"deadLettered"`
+	Changes          []Change                 `json:"changes,omitempty"` // dry run: what would be written
+	Stats            Stats                    `json:"stats"`
+	Writer           string                   `json:"w"`
 }
 
 // Failure is one record that did not end as intended.
 type Failure struct {
-	ID      string `json:"id"`
-	Outcome string `json:"outcome"`
-	Reason  string `json:"reason"`
-	Chunk   int    `json:"chunk"`
-	Row     int64  `json:"row,omitempty"`  // an imported record's number in its file
-	Line    int64  `json:"line,omitempty"` // and the line it starts on
+	ID      string           `json:"id"`
+	Outcome pipeline.Outcome `json:"outcome"`
+	Reason  string           `json:"reason"`
+	Chunk   int              `json:"chunk"`
+	Row     int64            `json:"row,omitempty"`  // an imported record's number in its file
+	Line    int64            `json:"line,omitempty"` // and the line it starts on
 }
 
 // DeadChunk is a chunk whose message was dead-lettered.
@@ -67,7 +67,7 @@ type Change struct {
 func (e *Engine) finishChunk(ctx context.Context, ch *Chunk) error {
 	_, err := modify(ctx, e.Store, progressName(ch.Run), func(p *Progress) (*Progress, error) {
 		if p == nil {
-			p = &Progress{Run: ch.Run, Outcomes: map[string]int{}}
+			p = &Progress{Run: ch.Run, Outcomes: map[pipeline.Outcome]int{}}
 		}
 		if p.has(ch.Seq) {
 			return nil, errNoChange
@@ -91,7 +91,7 @@ func (e *Engine) finishChunk(ctx context.Context, ch *Chunk) error {
 		return p, nil
 	})
 	if err != nil {
-		return fmt.Errorf("%w: record progress: %v", ErrTransient, err)
+		return fmt.Errorf("%w: record progress: %w", ErrTransient, err)
 	}
 	return e.tryComplete(ctx, ch.Run)
 }
@@ -123,7 +123,7 @@ func (e *Engine) deadLetterChunk(ctx context.Context, run string, seq int, reaso
 func (e *Engine) tryComplete(ctx context.Context, run string) error {
 	man, _, err := load[Manifest](ctx, e.Store, manifestName(run))
 	if err != nil {
-		return fmt.Errorf("%w: read manifest: %v", ErrTransient, err)
+		return fmt.Errorf("%w: read manifest: %w", ErrTransient, err)
 	}
 	if !man.PlanningDone || man.State == RunDone {
 		return nil
@@ -135,7 +135,7 @@ func (e *Engine) tryComplete(ctx context.Context, run string) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("%w: read progress: %v", ErrTransient, err)
+			return fmt.Errorf("%w: read progress: %w", ErrTransient, err)
 		}
 		if p.count() < man.NextSeq {
 			return nil
@@ -147,10 +147,11 @@ func (e *Engine) tryComplete(ctx context.Context, run string) error {
 		return err
 	}
 	if _, err := create(ctx, e.Store, summaryName(run), sum); err != nil && !errors.Is(err, checkpoint.ErrConflict) {
-		return fmt.Errorf("%w: write summary: %v", ErrTransient, err)
+		return fmt.Errorf("%w: write summary: %w", ErrTransient, err)
 	} else if err == nil {
 		e.Log.Info().Str("run", run).Int("records", sum.Records).Interface("outcomes", sum.Outcomes).
 			Float64("seconds", sum.DurationSeconds).Msg("run complete")
+		defer e.completed(ctx, run) // after the manifest says done, so the report shows the final state
 	}
 	if _, err := modify(ctx, e.Store, manifestName(run), func(m *Manifest) (*Manifest, error) {
 		if m.State == RunDone {
@@ -159,20 +160,20 @@ func (e *Engine) tryComplete(ctx context.Context, run string) error {
 		m.State, m.Updated, m.Writer = RunDone, e.now().UTC(), nonce()
 		return m, nil
 	}); err != nil {
-		return fmt.Errorf("%w: %v", ErrTransient, err)
+		return fmt.Errorf("%w: %w", ErrTransient, err)
 	}
 	// The job may start again: clear the active marker if it still names this run.
 	act, etag, err := load[Active](ctx, e.Store, man.activeDoc())
 	if err == nil && act.Run == run {
 		if err := e.Store.Delete(ctx, man.activeDoc(), etag); err != nil && !errors.Is(err, checkpoint.ErrConflict) && !errors.Is(err, checkpoint.ErrNotFound) {
-			return fmt.Errorf("%w: clear active run: %v", ErrTransient, err)
+			return fmt.Errorf("%w: clear active run: %w", ErrTransient, err)
 		}
 	}
 	return nil
 }
 
 // listed reports whether the summary names records with outcome o.
-func listed(o string) bool {
+func listed(o pipeline.Outcome) bool {
 	return o == pipeline.Failed || o == pipeline.Skipped || o == pipeline.WouldUpdate
 }
 
@@ -182,7 +183,7 @@ func listed(o string) bool {
 func (e *Engine) buildSummary(ctx context.Context, man *Manifest, prog *Progress) (*Summary, error) {
 	now := e.now().UTC()
 	sum := &Summary{Run: man.Run, Job: man.Job, DryRun: man.DryRun, RerunOf: man.RerunOf, Trigger: man.Trigger,
-		Started: man.Created, Finished: now, Planned: man.PlannedRecords, Outcomes: map[string]int{},
+		Started: man.Created, Finished: now, Planned: man.PlannedRecords, Outcomes: map[pipeline.Outcome]int{},
 		Failures: []Failure{}, FailuresListed: true, DeadLettered: []DeadChunk{}, Writer: nonce(),
 		Chunks: prog.count(), Records: prog.Records, Stats: prog.Stats}
 	for o, n := range prog.Outcomes {
@@ -193,7 +194,7 @@ func (e *Engine) buildSummary(ctx context.Context, man *Manifest, prog *Progress
 	for _, seq := range slices.Compact(notable) {
 		ch, _, err := load[Chunk](ctx, e.Store, chunkName(man.Run, seq))
 		if err != nil {
-			return nil, fmt.Errorf("%w: read chunk %d for the summary: %v", ErrTransient, seq, err)
+			return nil, fmt.Errorf("%w: read chunk %d for the summary: %w", ErrTransient, seq, err)
 		}
 		if ch.State == ChunkDeadLettered {
 			sum.DeadLettered = append(sum.DeadLettered, DeadChunk{Seq: ch.Seq, Reason: ch.Reason, Records: len(ch.Records)})

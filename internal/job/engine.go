@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -41,8 +42,11 @@ type Options struct {
 	DryRun        bool          // force every run started by this engine to be a dry run
 	ImportPrefix  string        // an import's source must be a blob name under this prefix ("" = anywhere in the container)
 
-	TransformBatch   int // records per enrichment call group (default: the enrich adapter's batch size)
-	TransformWorkers int // concurrent transform groups per chunk
+	// TransformBatch and TransformWorkers size an enrich chunk's transform stage: records per
+	// call group and groups at once. Zero derives both from the enricher's limits (its records
+	// per request now, its concurrency ceiling), so that one chunk can fill the instance.
+	TransformBatch   int
+	TransformWorkers int
 	WriteWorkers     int // concurrent write requests per chunk
 }
 
@@ -87,6 +91,13 @@ type Engine struct {
 	Log      zerolog.Logger
 	Opt      Options
 	Now      func() time.Time
+	// Observer, when set, is told about records, chunks and planning steps (telemetry).
+	Observer Observer
+	// OnComplete, when set, runs after this worker wrote a run's summary (the run report).
+	OnComplete func(ctx context.Context, run string) error
+	Jobs       *Catalog // the jobs a start message may name; nil = the built-in ones
+
+	ignored sync.Map // property names of chunk and plan messages already logged as ignored
 }
 
 // Result is what an invocation hands back to the host: messages for the chunk queue, dead letters,
@@ -126,6 +137,15 @@ func (e *Engine) now() time.Time {
 	return time.Now()
 }
 
+func (e *Engine) catalog() *Catalog {
+	if e.Jobs != nil {
+		return e.Jobs
+	}
+	return builtinCatalog
+}
+
+var builtinCatalog = Builtins()
+
 // Init applies option defaults; call it once before use.
 func (e *Engine) Init() {
 	e.Opt.defaults()
@@ -146,12 +166,17 @@ func (e *Engine) Handle(ctx context.Context, body []byte, d Delivery) (Result, e
 	if l := zerolog.Ctx(ctx); l.GetLevel() != zerolog.Disabled {
 		base = *l // the invocation's logger: keeps invocation_id and function
 	}
-	log := base.With().Str("run", m.Run).Str("job", m.Job).Str("kind", m.Kind).Logger()
+	log := base.With().Str("run", m.Run).Str("job", m.Job).Str("kind", string(m.Kind)).Logger()
 	ctx = log.WithContext(ctx)
+	for _, p := range m.Ignored {
+		if _, seen := e.ignored.LoadOrStore(p, true); !seen {
+			log.Debug().Str("property", p).Msg("message property unknown to this build ignored (a newer build's?); logged once per property")
+		}
+	}
 	var res Result
 	switch m.Kind {
 	case KindStart:
-		spec, lerr := Lookup(m.Job)
+		spec, lerr := e.catalog().Lookup(m.Job)
 		if lerr != nil {
 			return e.deadLetter(body, d, &BadMessageError{Reason: lerr.Error()}), nil
 		}

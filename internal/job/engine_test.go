@@ -13,6 +13,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"dvbulk/internal/checkpoint"
+	"dvbulk/internal/ctxutil"
+	"dvbulk/internal/dataverse"
 	"dvbulk/internal/enrich"
 	"dvbulk/internal/pipeline"
 )
@@ -178,8 +180,8 @@ func TestRefiredOccurrenceTakesOverARunKilledMidPlanning(t *testing.T) {
 	ctx := context.Background()
 	spec := smallSpec(t)
 	dv.failPages.Store(1)
-	if _, err := e.Start(ctx, spec, StartOptions{Run: "nightly-enrichment-a", Trigger: "timer"}); err == nil {
-		t.Fatal("first start succeeded although its page read failed")
+	if _, err := e.Start(ctx, spec, StartOptions{Run: "nightly-enrichment-a", Trigger: "timer"}); !errors.Is(err, ErrTransient) || !errors.Is(err, dataverse.ErrUnavailable) {
+		t.Fatalf("first start whose page read failed: %v, want a transient failure wrapping dataverse.ErrUnavailable", err)
 	}
 	res, err := e.Start(ctx, spec, StartOptions{Run: "nightly-enrichment-a", Trigger: "timer"})
 	if err != nil || len(res.Enqueue) != 0 {
@@ -347,9 +349,21 @@ func FuzzDecodeMessage(f *testing.F) {
 type slowEnricher struct {
 	fakeEnricher
 	delay time.Duration
+	// holdAfter, when set, makes every call after the first holdAfter wait until the chunk stops
+	// starting calls (the yield point) before it answers, as a slow service does: how much a first
+	// invocation gets done then depends on no clock.
+	holdAfter int
+	started   atomic.Int64
 }
 
 func (s *slowEnricher) Enrich(ctx context.Context, recs []enrich.Record) ([]enrich.Result, error) {
+	if s.holdAfter > 0 && s.started.Add(1) > int64(s.holdAfter) {
+		select {
+		case <-ctxutil.StopChan(ctx):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	select {
 	case <-time.After(s.delay):
 	case <-ctx.Done():
@@ -380,9 +394,10 @@ func slowChunkRun(t *testing.T, tune func(*Options)) (*Engine, *fakeDV, *slowEnr
 // TestChunkYieldsBeforeTheDeadline: a chunk that cannot finish inside its invocation checkpoints,
 // releases ownership and hands the rest to a new message, which finishes it without repeating work.
 func TestChunkYieldsBeforeTheDeadline(t *testing.T) {
-	e, dv, en, _, res := slowChunkRun(t, nil)
+	e, dv, en, _, res := slowChunkRun(t, func(o *Options) { o.YieldMargin = time.Second })
+	en.holdAfter = 3 // three calls answer at once; the fourth only once the chunk stops starting calls
 	ctx := context.Background()
-	short, cancel := context.WithTimeout(ctx, 450*time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, 4*time.Second)
 	out, err := e.Handle(short, []byte(res.Enqueue[0]), Delivery{DequeueCount: 1})
 	cancel()
 	if err != nil {
@@ -392,9 +407,10 @@ func TestChunkYieldsBeforeTheDeadline(t *testing.T) {
 		t.Fatalf("yield enqueued %v, want the same chunk message", out.Enqueue)
 	}
 	firstCalls := en.total()
-	if firstCalls == 0 || firstCalls >= 100 {
-		t.Fatalf("first invocation enriched %d records, want some but not all", firstCalls)
+	if firstCalls != 40 {
+		t.Fatalf("first invocation enriched %d records, want 40 (3 calls before the yield point and the one in flight at it)", firstCalls)
 	}
+	en.holdAfter = 0
 	if _, err := e.Handle(ctx, []byte(out.Enqueue[0]), Delivery{DequeueCount: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -576,7 +592,7 @@ func TestWipedStoreFailsClosedAndNextRunStartsAfresh(t *testing.T) {
 	}
 	st.wipe()
 	for _, m := range first.Enqueue {
-		if _, err := e.Handle(ctx, []byte(m), Delivery{DequeueCount: 1}); !errors.Is(err, ErrTransient) {
+		if _, err := e.Handle(ctx, []byte(m), Delivery{DequeueCount: 1}); !errors.Is(err, ErrTransient) || !errors.Is(err, checkpoint.ErrStoreMissing) {
 			t.Errorf("message of the wiped run: %v, want a transient failure (fail closed)", err)
 		}
 	}

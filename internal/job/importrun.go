@@ -35,13 +35,13 @@ func (r *chunkRun) importRecords(ctx context.Context, items []*pipeline.Item, in
 		if ctxutil.Stopped(ctx) || ctx.Err() != nil {
 			return nil // the rest stays pending: the chunk yields
 		}
-		if err := r.guard(); err != nil {
+		if err := r.lease.Guard(); err != nil {
 			return err
 		}
 		part := items[start:min(start+group, len(items))]
 		if r.man.DryRun {
 			for _, it := range part {
-				emit(pipeline.Event{ID: it.ID, Outcome: pipeline.WouldUpdate, Changed: it.Fields})
+				emit(pipeline.Event{ID: it.ID, Kind: pipeline.EventDone, Outcome: pipeline.WouldUpdate, Changed: it.Fields})
 			}
 			continue
 		}
@@ -64,17 +64,17 @@ func (r *chunkRun) importRecords(ctx context.Context, items []*pipeline.Item, in
 			rec := index[it.ID]
 			switch res.Status {
 			case dataverse.Created:
-				emit(pipeline.Event{ID: it.ID, Outcome: OutcomeCreated})
+				emit(pipeline.Event{ID: it.ID, Kind: pipeline.EventDone, Outcome: OutcomeCreated})
 			case dataverse.Existed:
-				emit(pipeline.Event{ID: it.ID, Outcome: OutcomeCreated, Reason: "created by an earlier attempt"})
+				emit(pipeline.Event{ID: it.ID, Kind: pipeline.EventDone, Outcome: OutcomeCreated, Reason: "created by an earlier attempt"})
 			case dataverse.Upserted:
-				emit(pipeline.Event{ID: it.ID, Outcome: OutcomeUpserted})
+				emit(pipeline.Event{ID: it.ID, Kind: pipeline.EventDone, Outcome: OutcomeUpserted})
 			default:
 				if errors.Is(res.Err, dataverse.ErrUnavailable) || ctx.Err() != nil {
-					emit(pipeline.Event{ID: it.ID, Retry: true, Reason: fmt.Sprint(res.Err)})
+					emit(pipeline.Event{ID: it.ID, Kind: pipeline.EventRetry, Reason: fmt.Sprint(res.Err)})
 					continue
 				}
-				emit(pipeline.Event{ID: it.ID, Outcome: pipeline.Failed, Reason: importFailure(rec, im.Mode, res.Err)})
+				emit(pipeline.Event{ID: it.ID, Kind: pipeline.EventDone, Outcome: pipeline.Failed, Reason: importFailure(rec, im.Mode, res.Err)})
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"unicode"
 
 	"dvbulk/internal/importfile"
+	"dvbulk/internal/pipeline"
 )
 
 // KindImport is the transform kind of an import job: records come from a file, not from a query.
@@ -22,8 +23,8 @@ const (
 
 // Outcomes of imported records (beside pipeline.Failed, and pipeline.WouldUpdate in a dry run).
 const (
-	OutcomeCreated  = "created"
-	OutcomeUpserted = "upserted"
+	OutcomeCreated  pipeline.Outcome = "created"
+	OutcomeUpserted pipeline.Outcome = "upserted"
 )
 
 // ImportSpec says how an import job reads its file and writes its records.

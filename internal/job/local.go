@@ -2,30 +2,10 @@ package job
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"strings"
+	"encoding/json"
 	"sync"
 	"time"
-
-	"dvbulk/internal/checkpoint"
 )
-
-// Resume continues a run now, whatever its staleness: planning goes on from its cursor and every
-// unfinished, unowned chunk is enqueued again. The console uses it to pick up an interrupted run.
-func (e *Engine) Resume(ctx context.Context, run string) (Result, error) {
-	man, _, err := load[Manifest](ctx, e.Store, manifestName(run))
-	if errors.Is(err, checkpoint.ErrNotFound) {
-		return Result{}, fmt.Errorf("%w: %s", ErrNoRun, run)
-	}
-	if err != nil {
-		return Result{}, err
-	}
-	if man.State == RunDone {
-		return Result{Logs: []string{"run " + run + " is already done"}}, nil
-	}
-	return e.resume(ctx, man)
-}
 
 // LocalQueue runs queue messages in-process with the host's semantics that matter here: several
 // messages at once, a failed message retried (after a pause) until maxDequeue deliveries, then
@@ -45,7 +25,18 @@ type LocalQueue struct {
 
 type localMsg struct {
 	body    string
+	kind    MessageKind // decoded once when enqueued; "" when the body does not decode
 	dequeue int
+}
+
+// newLocalMsg reads the kind of a queued body. Only the kind is decoded: a body that fails the full
+// decoding is still delivered, and the engine dead-letters it with the reason.
+func newLocalMsg(body string) localMsg {
+	var k struct {
+		Kind MessageKind `json:"kind"`
+	}
+	_ = json.Unmarshal([]byte(body), &k)
+	return localMsg{body: body, kind: k.Kind}
 }
 
 // Run processes the messages of first and everything they enqueue, until none are left.
@@ -78,7 +69,7 @@ func (q *LocalQueue) Run(ctx context.Context, first Result) error {
 		dead(d)
 	}
 	for _, b := range first.Enqueue {
-		pending = append(pending, localMsg{body: b})
+		pending = append(pending, newLocalMsg(b))
 	}
 	stop := context.AfterFunc(ctx, func() { mu.Lock(); cond.Broadcast(); mu.Unlock() })
 	defer stop()
@@ -119,7 +110,7 @@ func (q *LocalQueue) Run(ctx context.Context, first Result) error {
 				var next []localMsg
 				if err == nil {
 					for _, b := range res.Enqueue {
-						next = append(next, localMsg{body: b})
+						next = append(next, newLocalMsg(b))
 					}
 				}
 				mu.Lock()
@@ -156,7 +147,7 @@ func (q *LocalQueue) Run(ctx context.Context, first Result) error {
 func pick(pending []localMsg, backlog int) int {
 	chunks, firstChunk, firstPlan := 0, -1, -1
 	for i, m := range pending {
-		if strings.Contains(m.body, `"kind":"plan"`) {
+		if m.kind == KindPlan {
 			if firstPlan < 0 {
 				firstPlan = i
 			}

@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,23 +23,26 @@ const MessageVersion = 1
 // messageEncoding).
 const MaxMessageBytes = 64 * 1024
 
+// MessageKind says what a chunk-queue message asks for.
+type MessageKind string
+
 // Message kinds.
 const (
 	// KindStart starts an ad-hoc run (dropped on the queue by an operator or a script).
-	KindStart = "start"
+	KindStart MessageKind = "start"
 	// KindPlan continues planning a run from a cursor.
-	KindPlan = "plan"
+	KindPlan MessageKind = "plan"
 	// KindChunk asks for one chunk of records to be processed.
-	KindChunk = "chunk"
+	KindChunk MessageKind = "chunk"
 )
 
-// Message is everything that travels on the chunk queue. Unknown fields are refused so a typo in a
-// hand-written start message is reported, not ignored.
+// Message is everything that travels on the chunk queue. DecodeMessage says how unknown properties
+// are treated (refused in start messages, ignored in the app's own chunk and plan messages).
 type Message struct {
-	V    int    `json:"v"`
-	Kind string `json:"kind"`
-	Job  string `json:"job"`
-	Run  string `json:"run,omitempty"`
+	V    int         `json:"v"`
+	Kind MessageKind `json:"kind"`
+	Job  string      `json:"job"`
+	Run  string      `json:"run,omitempty"`
 
 	// start
 	DryRun  bool   `json:"dryRun,omitempty"`
@@ -51,6 +57,10 @@ type Message struct {
 
 	// chunk
 	IDs []string `json:"ids,omitempty"`
+
+	// Ignored lists the properties of a chunk or plan message that this build does not know and
+	// skipped (sorted); never encoded.
+	Ignored []string `json:"-"`
 }
 
 // BadMessageError explains why a message can never be processed; such a message is dead-lettered at
@@ -74,6 +84,13 @@ func RunID(job string, at time.Time) string {
 }
 
 // DecodeMessage parses and validates a queue message body.
+//
+// Chunk and plan messages are written by dvbulk itself and are read tolerantly within a schema
+// version: a property this build does not know (a newer build's, during a rolling deployment) is
+// ignored and listed in Message.Ignored, never a reason to drop work. A message of a newer schema
+// version is refused with that reason, as its known properties may have changed meaning. Start
+// messages are written by people and scripts and are strict: an unknown property (also one that
+// differs from a known one only in case) is refused by name, so a misspelled dryRun never writes.
 func DecodeMessage(body []byte) (*Message, error) {
 	bad := func(format string, a ...any) error { return &BadMessageError{Reason: fmt.Sprintf(format, a...)} }
 	if len(body) > MaxMessageBytes {
@@ -84,25 +101,78 @@ func DecodeMessage(body []byte) (*Message, error) {
 		return nil, bad("not a JSON object (did something enqueue plain text, or base64 twice?)")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	var m Message
-	if err := dec.Decode(&m); err != nil {
+	var raw map[string]json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
 		return nil, bad("not valid JSON for a dvbulk message: %v", err)
 	}
 	if dec.More() {
 		return nil, bad("trailing data after the JSON object")
 	}
+	// The version and the kind decide how the rest is read, so they are read first.
+	var v int
+	if err := json.Unmarshal(raw["v"], &v); raw["v"] != nil && err != nil {
+		return nil, bad("v is not a schema version number: %s", truncate(string(raw["v"]), 40))
+	}
+	if v > MessageVersion {
+		return nil, bad("schema version %d is newer than this build reads (version %d): the message was written by a newer dvbulk; deploy it to every instance and redrive", v, MessageVersion)
+	}
+	var kind MessageKind
+	_ = json.Unmarshal(raw["kind"], &kind) // a non-string kind fails the full decode below
+	var unknown []string
+	for k := range raw {
+		if _, ok := messageFields[k]; !ok {
+			unknown = append(unknown, k)
+		}
+	}
+	slices.Sort(unknown)
+	if kind == KindStart && len(unknown) > 0 {
+		return nil, bad("a start message has an unknown property %s (known: %s)", describeUnknown(unknown[0]), strings.Join(messageFieldNames, ", "))
+	}
+	var m Message
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, bad("not valid JSON for a dvbulk message: %v", err)
+	}
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
+	m.Ignored = unknown
 	return &m, nil
+}
+
+// messageFields are the JSON property names of Message, exactly as written; messageFieldNames lists
+// them in declaration order for error messages.
+var messageFields, messageFieldNames = func() (map[string]struct{}, []string) {
+	set := map[string]struct{}{}
+	var names []string
+	t := reflect.TypeFor[Message]()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		set[name] = struct{}{}
+		names = append(names, name)
+	}
+	return set, names
+}()
+
+// describeUnknown quotes an unknown property and points at the known one it differs from only in
+// case ("dryrun" for "dryRun").
+func describeUnknown(name string) string {
+	q := strconv.Quote(truncate(name, 60))
+	for _, k := range messageFieldNames {
+		if strings.EqualFold(k, name) {
+			return q + " (did you mean " + strconv.Quote(k) + "?)"
+		}
+	}
+	return q
 }
 
 // Validate checks a message's fields.
 func (m *Message) Validate() error {
 	bad := func(format string, a ...any) error { return &BadMessageError{Reason: fmt.Sprintf(format, a...)} }
 	if m.V != MessageVersion {
-		return bad("schema version %d, this build reads version %d", m.V, MessageVersion)
+		return bad("schema version %d, this build reads version %d (set \"v\":%d)", m.V, MessageVersion, MessageVersion)
 	}
 	if !jobRE.MatchString(m.Job) {
 		return bad("job %q is not a job name", m.Job)

@@ -69,7 +69,7 @@ func (e *Engine) Start(ctx context.Context, spec *Spec, o StartOptions) (Result,
 		case errors.Is(err, checkpoint.ErrNotFound):
 			_, err = create(ctx, e.Store, active, Active{Run: o.Run, Since: e.now().UTC(), Writer: nonce()})
 		case err != nil:
-			return res, fmt.Errorf("%w: read active run: %v", ErrTransient, err)
+			return res, fmt.Errorf("%w: read active run: %w", ErrTransient, err)
 		case act.Run == o.Run:
 			err = nil // this very run (a duplicate firing): fall through to the manifest, which decides
 		default:
@@ -86,7 +86,7 @@ func (e *Engine) Start(ctx context.Context, spec *Spec, o StartOptions) (Result,
 			continue // another starter moved first: look again
 		}
 		if err != nil {
-			return res, fmt.Errorf("%w: claim active run: %v", ErrTransient, err)
+			return res, fmt.Errorf("%w: claim active run: %w", ErrTransient, err)
 		}
 		return e.createRun(ctx, spec, o)
 	}
@@ -102,7 +102,7 @@ func (e *Engine) checkActive(ctx context.Context, run string) (bool, Result, err
 		return false, res, nil
 	}
 	if err != nil {
-		return false, res, fmt.Errorf("%w: read manifest of %s: %v", ErrTransient, run, err)
+		return false, res, fmt.Errorf("%w: read manifest of %s: %w", ErrTransient, run, err)
 	}
 	if man.State == RunDone {
 		return false, res, nil
@@ -141,7 +141,7 @@ func (e *Engine) createRun(ctx context.Context, spec *Spec, o StartOptions) (Res
 			}
 			return Result{Logs: []string{fmt.Sprintf("run %s already exists; nothing to start", o.Run)}}, nil
 		}
-		return Result{}, fmt.Errorf("%w: create manifest: %v", ErrTransient, err)
+		return Result{}, fmt.Errorf("%w: create manifest: %w", ErrTransient, err)
 	}
 	zerolog.Ctx(ctx).Info().Str("run", o.Run).Bool("dry_run", man.DryRun).Str("trigger", o.Trigger).Msg("run started")
 	// The first step plans one page only, so chunks start flowing as soon as it returns (the host binds
@@ -159,7 +159,7 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 	var res Result
 	man, _, err := load[Manifest](ctx, e.Store, manifestName(run))
 	if err != nil {
-		return res, fmt.Errorf("%w: read manifest of %s: %v", ErrTransient, run, err)
+		return res, fmt.Errorf("%w: read manifest of %s: %w", ErrTransient, run, err)
 	}
 	if man.RerunOf != "" {
 		return e.planRerun(ctx, man)
@@ -168,8 +168,8 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 		return e.planImport(ctx, man, cursor, seq, maxPages)
 	}
 	spec := man.Spec
-	// Pages hold whole chunks, so chunks are full-sized except the very last.
-	pageSize := max(spec.ChunkSize, spec.PageSize/spec.ChunkSize*spec.ChunkSize)
+	pageSize := spec.PlanPageSize()
+	e.observer().Touch(run)
 	q := dataverse.Query{Table: dvTable(spec), Select: spec.SelectColumns(), Filter: spec.Filter,
 		OrderBy: spec.Table.Key + " asc", PageSize: pageSize}
 	records, done := 0, false
@@ -178,7 +178,7 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 	for pages := 0; ; pages++ {
 		page, err := e.DV.QueryPage(ctx, q, cursor)
 		if err != nil {
-			return Result{}, fmt.Errorf("%w: read page of %s: %v", ErrTransient, spec.Table.EntitySet, err)
+			return Result{}, fmt.Errorf("%w: read page of %s: %w", ErrTransient, spec.Table.EntitySet, err)
 		}
 		for start := 0; start < len(page.Records); start += spec.ChunkSize {
 			part := page.Records[start:min(start+spec.ChunkSize, len(page.Records))]
@@ -227,7 +227,7 @@ func (e *Engine) recordPlanned(ctx context.Context, man *Manifest, res *Result, 
 		m.Writer = nonce()
 		return m, nil
 	}); err != nil {
-		return Result{}, fmt.Errorf("%w: %v", ErrTransient, err)
+		return Result{}, fmt.Errorf("%w: %w", ErrTransient, err)
 	}
 	if !done {
 		next := Message{Kind: KindPlan, Job: man.Job, Run: run, Cursor: cursor, Seq: seq}
@@ -259,12 +259,12 @@ func (e *Engine) planChunk(ctx context.Context, man *Manifest, seq int, rows []d
 	ids := chunkIDs(&ch)
 	if _, err := create(ctx, e.Store, chunkName(man.Run, seq), ch); err != nil {
 		if !errors.Is(err, checkpoint.ErrConflict) {
-			return "", fmt.Errorf("%w: write chunk %d: %v", ErrTransient, seq, err)
+			return "", fmt.Errorf("%w: write chunk %d: %w", ErrTransient, seq, err)
 		}
 		// Planned before (a redelivered step): the existing checkpoint is authoritative.
 		old, _, lerr := load[Chunk](ctx, e.Store, chunkName(man.Run, seq))
 		if lerr != nil {
-			return "", fmt.Errorf("%w: read chunk %d: %v", ErrTransient, seq, lerr)
+			return "", fmt.Errorf("%w: read chunk %d: %w", ErrTransient, seq, lerr)
 		}
 		ids = chunkIDs(old)
 	}
@@ -280,88 +280,11 @@ func chunkIDs(ch *Chunk) []string {
 	return ids
 }
 
-// toRecord turns a row into a chunk record with normalized current values.
-func toRecord(spec *Spec, row dataverse.Record) (Record, error) {
-	rawID, _ := row[spec.Table.Key].(string)
-	id, err := dataverse.ParseID(rawID)
-	if err != nil {
-		return Record{}, fmt.Errorf("%w: row without a valid %s: %v", ErrTransient, spec.Table.Key, err)
-	}
-	rec := Record{ID: id, Current: map[string]any{}}
-	if etag, ok := row["@odata.etag"].(string); ok {
-		rec.ETag = etag
-	}
-	for _, col := range spec.SelectColumns() {
-		if col == spec.Table.Key {
-			continue
-		}
-		v := row[col]
-		if n, err := pipeline.Normalize(spec.Columns[col], v); err == nil {
-			v = n
-		}
-		rec.Current[col] = v
-	}
-	return rec, nil
-}
-
-func dvTable(s *Spec) dataverse.Table {
-	return dataverse.Table{EntitySet: s.Table.EntitySet, LogicalName: s.Table.LogicalName, Key: s.Table.Key}
-}
-
 func boolInt(b bool) int {
 	if b {
 		return 1
 	}
 	return 0
-}
-
-// resume takes over a stale run: planning continues from the recorded cursor and every chunk that is
-// unfinished and unowned is enqueued again (its checkpoint makes the repeat cheap).
-func (e *Engine) resume(ctx context.Context, man *Manifest) (Result, error) {
-	var res Result
-	res.logf("run %s made no progress for %s; taking it over", man.Run, e.Opt.StaleAfter)
-	if !man.PlanningDone {
-		m := Message{Kind: KindPlan, Job: man.Job, Run: man.Run, Cursor: man.Cursor, Seq: man.NextSeq}
-		s, err := m.Encode()
-		if err != nil {
-			return res, err
-		}
-		res.Enqueue = append(res.Enqueue, s)
-	}
-	now := e.now()
-	err := e.Store.List(ctx, chunkPrefix(man.Run), func(name string) error {
-		ch, _, err := load[Chunk](ctx, e.Store, name)
-		if err != nil {
-			return err
-		}
-		if ch.State != ChunkPending || (ch.Owner != "" && now.Before(ch.Lease)) {
-			return nil
-		}
-		if ch.Attempts >= e.Opt.MaxDequeue {
-			// Crashed on every delivery: the host has poisoned its message by now.
-			return e.deadLetterChunk(ctx, man.Run, ch.Seq, "crashed on every delivery ("+fmt.Sprint(ch.Attempts)+" attempts); message poisoned")
-		}
-		m := Message{Kind: KindChunk, Job: man.Job, Run: man.Run, Seq: ch.Seq, IDs: chunkIDs(ch)}
-		s, err := m.Encode()
-		if err != nil {
-			return err
-		}
-		res.Enqueue = append(res.Enqueue, s)
-		return nil
-	})
-	if err != nil {
-		return res, fmt.Errorf("%w: sweep chunks of %s: %v", ErrTransient, man.Run, err)
-	}
-	_, err = modify(ctx, e.Store, manifestName(man.Run), func(m *Manifest) (*Manifest, error) {
-		m.Updated = e.now().UTC()
-		m.Writer = nonce()
-		return m, nil
-	})
-	if err != nil {
-		return res, fmt.Errorf("%w: %v", ErrTransient, err)
-	}
-	res.logf("re-enqueued %d messages for run %s", len(res.Enqueue), man.Run)
-	return res, e.tryComplete(ctx, man.Run)
 }
 
 // planRerun plans a run over the records that failed (or never finished) in an earlier run.
@@ -384,14 +307,14 @@ func (e *Engine) planRerun(ctx context.Context, man *Manifest) (Result, error) {
 		return nil
 	})
 	if err != nil {
-		return res, fmt.Errorf("%w: read chunks of %s: %v", ErrTransient, man.RerunOf, err)
+		return res, fmt.Errorf("%w: read chunks of %s: %w", ErrTransient, man.RerunOf, err)
 	}
 	seq, planned := 0, 0
 	for start := 0; start < len(ids); start += man.Spec.ChunkSize {
 		part := ids[start:min(start+man.Spec.ChunkSize, len(ids))]
 		rows, err := e.DV.GetByIDs(ctx, dvTable(man.Spec), part, man.Spec.SelectColumns())
 		if err != nil {
-			return Result{}, fmt.Errorf("%w: read records to re-run: %v", ErrTransient, err)
+			return Result{}, fmt.Errorf("%w: read records to re-run: %w", ErrTransient, err)
 		}
 		if len(rows) == 0 {
 			continue // all deleted since
@@ -409,7 +332,7 @@ func (e *Engine) planRerun(ctx context.Context, man *Manifest) (Result, error) {
 		m.Updated, m.Writer = e.now().UTC(), nonce()
 		return m, nil
 	}); err != nil {
-		return Result{}, fmt.Errorf("%w: %v", ErrTransient, err)
+		return Result{}, fmt.Errorf("%w: %w", ErrTransient, err)
 	}
 	res.logf("re-run of %s: %d of %d unfinished records still exist, in %d chunks", man.RerunOf, planned, len(ids), seq)
 	return res, e.tryComplete(ctx, man.Run)

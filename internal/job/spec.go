@@ -1,6 +1,3 @@
-// Package job defines bulk jobs (what to read, how to transform, what may be written), the queue
-// messages that carry their work, the checkpoint documents that make that work resumable, and the
-// planner and chunk runner that the Functions app and the console share.
 package job
 
 import (
@@ -29,11 +26,14 @@ const (
 	TypeGUID    = pipeline.TypeGUID
 )
 
+// TransformKind says how a job computes what it writes.
+type TransformKind string
+
 // Transform kinds.
 const (
-	KindEnrich      = "enrich"
-	KindRecalculate = "recalculate"
-	KindAction      = "action"
+	KindEnrich      TransformKind = "enrich"
+	KindRecalculate TransformKind = "recalculate"
+	KindAction      TransformKind = "action"
 )
 
 // Spec is a job definition. It is plain JSON so operators configure jobs without recompiling.
@@ -61,7 +61,7 @@ type Table struct {
 
 // Transform says how new column values are computed.
 type Transform struct {
-	Kind string `json:"kind"`
+	Kind TransformKind `json:"kind"`
 	// Set maps a writable column to an expression over the record's columns (recalculate).
 	Set map[string]string `json:"set,omitempty"`
 	// Action is the bound action or Custom API called per record (action).

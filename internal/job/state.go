@@ -14,20 +14,27 @@ import (
 
 	"dvbulk/internal/checkpoint"
 	"dvbulk/internal/ctxutil"
+	"dvbulk/internal/pipeline"
 )
+
+// RunState is where a run is (the manifest's state).
+type RunState string
 
 // Run states.
 const (
-	RunPlanning   = "planning"
-	RunProcessing = "processing"
-	RunDone       = "done"
+	RunPlanning   RunState = "planning"
+	RunProcessing RunState = "processing"
+	RunDone       RunState = "done"
 )
+
+// ChunkState is where a chunk is (its checkpoint's state).
+type ChunkState string
 
 // Chunk states.
 const (
-	ChunkPending      = "pending"
-	ChunkDone         = "done"
-	ChunkDeadLettered = "deadlettered"
+	ChunkPending      ChunkState = "pending"
+	ChunkDone         ChunkState = "done"
+	ChunkDeadLettered ChunkState = "deadlettered"
 )
 
 // Checkpoint document names. Everything of a run lives under runs/<run>/.
@@ -61,13 +68,13 @@ type Active struct {
 
 // Manifest describes a run: its job (a snapshot of the spec), how far planning has got, and its state.
 type Manifest struct {
-	Run     string `json:"run"`
-	Job     string `json:"job"`
-	Spec    *Spec  `json:"spec"`
-	DryRun  bool   `json:"dryRun,omitempty"`
-	RerunOf string `json:"rerunOf,omitempty"`
-	Trigger string `json:"trigger"`
-	State   string `json:"state"`
+	Run     string   `json:"run"`
+	Job     string   `json:"job"`
+	Spec    *Spec    `json:"spec"`
+	DryRun  bool     `json:"dryRun,omitempty"`
+	RerunOf string   `json:"rerunOf,omitempty"`
+	Trigger string   `json:"trigger"`
+	State   RunState `json:"state"`
 
 	Cursor         string `json:"cursor,omitempty"` // where the next planning step starts
 	NextSeq        int    `json:"nextSeq"`          // the next chunk's sequence number
@@ -95,25 +102,25 @@ type Record struct {
 	ETag    string         `json:"etag,omitempty"`
 	Current map[string]any `json:"cur,omitempty"`
 	// Fields are transform results not yet written: a retry writes them without a second call.
-	Fields  map[string]any `json:"fields,omitempty"`
-	Outcome string         `json:"outcome,omitempty"` // "" while pending
-	Reason  string         `json:"reason,omitempty"`
-	Changed map[string]any `json:"changed,omitempty"` // what was (or, in a dry run, would be) written
+	Fields  map[string]any   `json:"fields,omitempty"`
+	Outcome pipeline.Outcome `json:"outcome,omitempty"` // "" while pending
+	Reason  string           `json:"reason,omitempty"`
+	Changed map[string]any   `json:"changed,omitempty"` // what was (or, in a dry run, would be) written
 }
 
 // Chunk is the checkpoint of one chunk: its records with their outcomes, and who owns it.
 type Chunk struct {
-	Run      string    `json:"run"`
-	Seq      int       `json:"seq"`
-	State    string    `json:"state"`
-	Owner    string    `json:"owner,omitempty"`
-	Lease    time.Time `json:"lease,omitempty"` // the owner's claim expires then
-	Attempts int       `json:"attempts"`
-	Reason   string    `json:"reason,omitempty"` // why it was dead-lettered
-	Records  []Record  `json:"records"`
-	Stats    Stats     `json:"stats"`
-	Updated  time.Time `json:"updated"`
-	Writer   string    `json:"w"`
+	Run      string     `json:"run"`
+	Seq      int        `json:"seq"`
+	State    ChunkState `json:"state"`
+	Owner    string     `json:"owner,omitempty"`
+	Lease    time.Time  `json:"lease,omitempty"` // the owner's claim expires then
+	Attempts int        `json:"attempts"`
+	Reason   string     `json:"reason,omitempty"` // why it was dead-lettered
+	Records  []Record   `json:"records"`
+	Stats    Stats      `json:"stats"`
+	Updated  time.Time  `json:"updated"`
+	Writer   string     `json:"w"`
 }
 
 // Stats are per-chunk counters that add up into the run summary.
@@ -135,12 +142,12 @@ func (s *Stats) add(o Stats) {
 
 // Progress counts finished chunks of a run; each chunk is counted once however often it finishes.
 type Progress struct {
-	Run          string         `json:"run"`
-	DoneBits     []byte         `json:"done"` // bit seq set once chunk seq has finished
-	Chunks       int            `json:"chunks"`
-	Records      int            `json:"records"`
-	Outcomes     map[string]int `json:"outcomes"`
-	DeadLettered []string       `json:"deadLettered,omitempty"`
+	Run          string                   `json:"run"`
+	DoneBits     []byte                   `json:"done"` // bit seq set once chunk seq has finished
+	Chunks       int                      `json:"chunks"`
+	Records      int                      `json:"records"`
+	Outcomes     map[pipeline.Outcome]int `json:"outcomes"`
+	DeadLettered []string                 `json:"deadLettered,omitempty"`
 	// Stats sums the finished chunks' stats; Notable lists the chunks with a record the summary
 	// names (failed, skipped, would-update) or that were dead-lettered, so completing a run reads
 	// only those chunks back, not all of them.

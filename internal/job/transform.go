@@ -46,6 +46,31 @@ func (t *enrichTransform) Transform(ctx context.Context, items []*pipeline.Item)
 	return out
 }
 
+// sizedEnricher is an Enricher that says how much work keeps it busy (enrich.Client.Limits).
+type sizedEnricher interface {
+	Limits() (batch, concurrency int)
+}
+
+// enrichSizing fills in the transform batch and workers an operator left at zero from the
+// enricher's limits: groups of the records per request it uses now, and as many groups at once
+// as its concurrency ceiling. One chunk alone can then use the instance's whole enrichment
+// allowance; with many chunks, the client's own limiter (shared by all of them) keeps the
+// instance inside it, so the workers only wait there.
+func enrichSizing(en Enricher, batch, workers int) (int, int) {
+	s, ok := en.(sizedEnricher)
+	if !ok || (batch > 0 && workers > 0) {
+		return batch, workers
+	}
+	b, c := s.Limits()
+	if batch <= 0 {
+		batch = b
+	}
+	if workers <= 0 {
+		workers = c
+	}
+	return batch, workers
+}
+
 // recalcTransform computes new values with the job's compiled expressions.
 type recalcTransform struct{ prog *Program }
 

@@ -18,14 +18,18 @@ import (
 	"dvbulk/internal/dataverse"
 )
 
+// Outcome is how a record finished. Its values are the strings checkpoints, summaries and reports
+// carry, in one set of constants.
+type Outcome string
+
 // Outcomes of a record.
 const (
-	Updated     = "updated"      // written
-	Unchanged   = "unchanged"    // new values equal current ones: nothing written
-	Gone        = "gone"         // the record no longer exists (404); never re-created
-	Failed      = "failed"       // permanent failure, with a reason
-	Skipped     = "skipped"      // deliberately not written (e.g. edited by someone else since read)
-	WouldUpdate = "would-update" // dry run: would have been written
+	Updated     Outcome = "updated"      // written
+	Unchanged           = "unchanged"    // new values equal current ones: nothing written
+	Gone                = "gone"         // the record no longer exists (404); never re-created
+	Failed              = "failed"       // permanent failure, with a reason
+	Skipped             = "skipped"      // deliberately not written (e.g. edited by someone else since read)
+	WouldUpdate         = "would-update" // dry run: would have been written
 )
 
 // Item is one record to process.
@@ -38,19 +42,39 @@ type Item struct {
 	Fields map[string]any
 }
 
-// Event reports progress on one item. Exactly one of the kinds applies.
+// EventKind says what an Event reports.
+type EventKind int
+
+const (
+	// EventTransformed: the transform produced Fields (allow-listed, normalized); worth checkpointing.
+	EventTransformed EventKind = iota + 1
+	// EventDone: the item is finished with Outcome, with Reason for failures and skips and Changed
+	// for writes (or would-be writes).
+	EventDone
+	// EventRetry: the item hit a transient failure (Reason) and stays pending for a later attempt.
+	EventRetry
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventTransformed:
+		return "transformed"
+	case EventDone:
+		return "done"
+	case EventRetry:
+		return "retry"
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// Event reports progress on one item: one Kind, and the fields that kind uses.
 type Event struct {
-	ID string
-	// Transformed: the transform produced Fields (allow-listed, normalized); worth checkpointing.
-	Transformed bool
-	Fields      map[string]any
-	// Outcome is set when the item is finished, with Reason for failures and skips and Changed for
-	// writes (or would-be writes).
-	Outcome string
+	ID      string
+	Kind    EventKind
+	Fields  map[string]any // EventTransformed
+	Outcome Outcome        // EventDone
 	Reason  string
 	Changed map[string]any
-	// Retry is set when the item hit a transient failure and stays pending for a later attempt.
-	Retry bool
 	// Dropped counts transform fields that were not on the allow-list.
 	Dropped int
 }
@@ -208,16 +232,16 @@ func transformStage(ctx context.Context, cfg Config, items []*Item, out chan<- w
 				case r.Pending:
 					// Not answered: the call was stopped before it was sent. Stays pending, unreported.
 				case r.Retryable:
-					report(Event{ID: it.ID, Retry: true, Reason: r.Err})
+					report(Event{ID: it.ID, Kind: EventRetry, Reason: r.Err})
 				case r.Err != "":
-					report(Event{ID: it.ID, Outcome: Failed, Reason: r.Err})
+					report(Event{ID: it.ID, Kind: EventDone, Outcome: Failed, Reason: r.Err})
 				default:
 					fields, dropped, err := allow(cfg, r.Fields)
 					if err != nil {
-						report(Event{ID: it.ID, Outcome: Failed, Reason: err.Error(), Dropped: dropped})
+						report(Event{ID: it.ID, Kind: EventDone, Outcome: Failed, Reason: err.Error(), Dropped: dropped})
 						continue
 					}
-					report(Event{ID: it.ID, Transformed: true, Fields: fields, Dropped: dropped})
+					report(Event{ID: it.ID, Kind: EventTransformed, Fields: fields, Dropped: dropped})
 					if err := decide(ctx, cfg, it, fields, out, report); err != nil {
 						return err
 					}
@@ -233,11 +257,11 @@ func transformStage(ctx context.Context, cfg Config, items []*Item, out chan<- w
 func decide(ctx context.Context, cfg Config, it *Item, fields map[string]any, out chan<- writeReq, report func(Event)) error {
 	changed := diff(it.Current, fields)
 	if len(changed) == 0 {
-		report(Event{ID: it.ID, Outcome: Unchanged})
+		report(Event{ID: it.ID, Kind: EventDone, Outcome: Unchanged})
 		return nil
 	}
 	if cfg.DryRun {
-		report(Event{ID: it.ID, Outcome: WouldUpdate, Changed: changed})
+		report(Event{ID: it.ID, Kind: EventDone, Outcome: WouldUpdate, Changed: changed})
 		return nil
 	}
 	select {

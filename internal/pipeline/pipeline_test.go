@@ -111,7 +111,7 @@ func collect(t *testing.T, cfg Config, its []*Item) (map[string]Event, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := Run(ctx, cfg, its, func(ev Event) {
-		if ev.Transformed {
+		if ev.Kind == EventTransformed {
 			return
 		}
 		if _, dup := got[ev.ID]; dup {
@@ -144,7 +144,7 @@ func TestAllowListAndCompare(t *testing.T) {
 	if f := written[id(3)]; len(f) != 1 || f["description"] != "new" {
 		t.Errorf("record 3 wrote %v, want only description", f)
 	}
-	for i, want := range []string{Updated, Unchanged, Failed, Updated} {
+	for i, want := range []Outcome{Updated, Unchanged, Failed, Updated} {
 		if got[id(i)].Outcome != want {
 			t.Errorf("record %d outcome %q, want %q (%s)", i, got[id(i)].Outcome, want, got[id(i)].Reason)
 		}
@@ -172,12 +172,12 @@ func TestFailuresAreIsolated(t *testing.T) {
 	if len(got) != n {
 		t.Fatalf("%d records reported, want %d", len(got), n)
 	}
-	want := map[int]string{5: Failed, 7: Failed, 8: Gone, 9: Skipped}
+	want := map[int]Outcome{5: Failed, 7: Failed, 8: Gone, 9: Skipped}
 	for i := range n {
 		ev := got[id(i)]
 		switch {
 		case i == 6:
-			if !ev.Retry || ev.Outcome != "" {
+			if ev.Kind != EventRetry || ev.Outcome != "" {
 				t.Errorf("record 6: %+v, want a retry without outcome", ev)
 			}
 		case want[i] != "":
@@ -275,7 +275,7 @@ func TestWriteUnavailableLeavesRecordsPending(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev := got[id(0)]; !ev.Retry || ev.Outcome != "" {
+	if ev := got[id(0)]; ev.Kind != EventRetry || ev.Outcome != "" {
 		t.Errorf("got %+v, want a retry event and no outcome", ev)
 	}
 }
@@ -381,7 +381,7 @@ func TestStopLetsCallsInFlightFinish(t *testing.T) {
 	cfg.TransformBatch, cfg.TransformWorkers = 10, 1
 	got := map[string]Event{}
 	err := Run(ctxutil.WithStop(context.Background(), stop), cfg, items(30), func(ev Event) {
-		if !ev.Transformed {
+		if ev.Kind != EventTransformed {
 			got[ev.ID] = ev
 		}
 	})

@@ -94,7 +94,7 @@ func writeBatch(ctx context.Context, cfg Config, batch []writeReq, report func(E
 		// The whole call failed transiently (retry budget spent): the records stay pending with their
 		// checkpointed fields, to be written by a later attempt.
 		for _, r := range batch {
-			report(Event{ID: r.item.ID, Retry: true, Reason: "write: " + err.Error()})
+			report(Event{ID: r.item.ID, Kind: EventRetry, Reason: "write: " + err.Error()})
 		}
 		return nil
 	}
@@ -109,7 +109,7 @@ func writeBatch(ctx context.Context, cfg Config, batch []writeReq, report func(E
 	}
 	for _, r := range batch {
 		if !seen[r.item.ID] {
-			report(Event{ID: r.item.ID, Retry: true, Reason: "write: no result reported for record"})
+			report(Event{ID: r.item.ID, Kind: EventRetry, Reason: "write: no result reported for record"})
 		}
 	}
 	return nil
@@ -118,20 +118,20 @@ func writeBatch(ctx context.Context, cfg Config, batch []writeReq, report func(E
 func outcomeOf(res dataverse.Result, changed map[string]any) Event {
 	switch res.Status {
 	case dataverse.Updated:
-		return Event{ID: res.ID, Outcome: Updated, Changed: changed}
+		return Event{ID: res.ID, Kind: EventDone, Outcome: Updated, Changed: changed}
 	case dataverse.Gone:
-		return Event{ID: res.ID, Outcome: Gone, Reason: "record no longer exists; not re-created"}
+		return Event{ID: res.ID, Kind: EventDone, Outcome: Gone, Reason: "record no longer exists; not re-created"}
 	case dataverse.Conflict:
-		return Event{ID: res.ID, Outcome: Skipped, Reason: "changed by someone else since it was read (ETag mismatch); not overwritten"}
+		return Event{ID: res.ID, Kind: EventDone, Outcome: Skipped, Reason: "changed by someone else since it was read (ETag mismatch); not overwritten"}
 	default:
 		reason := "write failed"
 		if res.Err != nil {
 			reason = "write: " + res.Err.Error()
 		}
 		if res.Err != nil && errors.Is(res.Err, dataverse.ErrUnavailable) {
-			return Event{ID: res.ID, Retry: true, Reason: reason}
+			return Event{ID: res.ID, Kind: EventRetry, Reason: reason}
 		}
-		return Event{ID: res.ID, Outcome: Failed, Reason: reason}
+		return Event{ID: res.ID, Kind: EventDone, Outcome: Failed, Reason: reason}
 	}
 }
 
@@ -148,7 +148,7 @@ func runActions(ctx context.Context, cfg Config, items []*Item, report func(Even
 				return nil
 			}
 			if cfg.DryRun {
-				report(Event{ID: it.ID, Outcome: WouldUpdate, Reason: "would call " + cfg.Action})
+				report(Event{ID: it.ID, Kind: EventDone, Outcome: WouldUpdate, Reason: "would call " + cfg.Action})
 				return nil
 			}
 			if cfg.Guard != nil {
@@ -159,15 +159,15 @@ func runActions(ctx context.Context, cfg Config, items []*Item, report func(Even
 			_, err := cfg.Actor.InvokeAction(ctx, cfg.Table, it.ID, cfg.Action, cfg.Params)
 			switch {
 			case err == nil:
-				report(Event{ID: it.ID, Outcome: Updated})
+				report(Event{ID: it.ID, Kind: EventDone, Outcome: Updated})
 			case ctx.Err() != nil:
 				return ctx.Err()
 			case errors.Is(err, dataverse.ErrNotFound):
-				report(Event{ID: it.ID, Outcome: Gone, Reason: "record no longer exists"})
+				report(Event{ID: it.ID, Kind: EventDone, Outcome: Gone, Reason: "record no longer exists"})
 			case errors.Is(err, dataverse.ErrUnavailable):
-				report(Event{ID: it.ID, Retry: true, Reason: fmt.Sprintf("action %s: %v", cfg.Action, err)})
+				report(Event{ID: it.ID, Kind: EventRetry, Reason: fmt.Sprintf("action %s: %v", cfg.Action, err)})
 			default:
-				report(Event{ID: it.ID, Outcome: Failed, Reason: fmt.Sprintf("action %s: %v", cfg.Action, err)})
+				report(Event{ID: it.ID, Kind: EventDone, Outcome: Failed, Reason: fmt.Sprintf("action %s: %v", cfg.Action, err)})
 			}
 			return nil
 		})

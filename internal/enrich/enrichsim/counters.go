@@ -17,8 +17,13 @@ type Counters struct {
 	Malformed       int64 // injected malformed 200 answers
 	Rejected        int64 // 400, 401 and 405 answers
 	InFlight        int64 // requests in the handler now
-	PeakConcurrency int64 // most requests in the handler at once, rejected ones included
-	DistinctIDs     int64 // ids answered at least once
+	PeakConcurrency int64 // most requests in the handler at once, rejected and queued ones included
+	// PeakServing is the most requests served at once (past the concurrency cap or the queue,
+	// being answered): at most MaxConcurrency.
+	PeakServing int64
+	Serving     int64 // requests being served now
+	Queued      int64 // requests waiting in the queue now (queueing mode)
+	DistinctIDs int64 // ids answered at least once
 	// DuplicateCalls counts answers for ids that had been answered before (the sum over ids of
 	// calls-1): zero means no record was ever looked up twice.
 	DuplicateCalls int64
@@ -88,18 +93,27 @@ func (l *callLog) reset() {
 
 type counters struct {
 	requests, answered, records, throttled, errors, malformed, rejected atomic.Int64
-	inFlight, peak                                                      atomic.Int64
+	inFlight, peak, serving, peakServing, queued                        atomic.Int64
+}
+
+// serve counts a request into service.
+func (c *counters) serve() { raise(&c.peakServing, c.serving.Add(1)) }
+
+// raise lifts peak to n if n is higher.
+func raise(peak *atomic.Int64, n int64) {
+	for {
+		p := peak.Load()
+		if n <= p || peak.CompareAndSwap(p, n) {
+			return
+		}
+	}
 }
 
 // enter counts a request in and returns how many are in flight, itself included.
 func (c *counters) enter() int64 {
 	n := c.inFlight.Add(1)
-	for {
-		p := c.peak.Load()
-		if n <= p || c.peak.CompareAndSwap(p, n) {
-			return n
-		}
-	}
+	raise(&c.peak, n)
+	return n
 }
 
 // Counters returns a snapshot of the simulator's counters.
@@ -115,6 +129,9 @@ func (s *Sim) Counters() Counters {
 		Rejected:        c.rejected.Load(),
 		InFlight:        c.inFlight.Load(),
 		PeakConcurrency: c.peak.Load(),
+		PeakServing:     c.peakServing.Load(),
+		Serving:         c.serving.Load(),
+		Queued:          c.queued.Load(),
 		DistinctIDs:     s.calls.distinct.Load(),
 		DuplicateCalls:  s.calls.duplicated.Load(),
 	}
@@ -132,5 +149,6 @@ func (s *Sim) ResetCounters() {
 		a.Store(0)
 	}
 	c.peak.Store(c.inFlight.Load())
+	c.peakServing.Store(c.serving.Load())
 	s.calls.reset()
 }

@@ -40,10 +40,11 @@ func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, http.StatusMethodNotAllowed, "use POST")
 		return
 	}
-	if inFlight > int64(s.cfg.MaxConcurrency) {
+	if !s.admit(r, inFlight) {
 		s.throttle(w, scaled(time.Second, s.cfg.TimeScale), "too many concurrent requests")
 		return
 	}
+	defer s.leave()
 	g := s.faults.takeGate(time.Now())
 	switch {
 	case g.throttleFor > 0:
@@ -159,5 +160,47 @@ func sleep(r *http.Request, d time.Duration) bool {
 		return true
 	case <-r.Context().Done():
 		return false
+	}
+}
+
+// admit decides whether a request is served: at once while fewer than MaxConcurrency are, else
+// (queueing mode) after waiting its turn in a queue of QueueDepth. It counts the request as served.
+func (s *Sim) admit(r *http.Request, inFlight int64) bool {
+	c := &s.counters
+	if s.slots == nil {
+		if inFlight > int64(s.cfg.MaxConcurrency) {
+			return false
+		}
+		c.serve()
+		return true
+	}
+	select {
+	case s.slots <- struct{}{}:
+		c.serve()
+		return true
+	default:
+	}
+	if c.queued.Add(1) > int64(s.cfg.QueueDepth) {
+		c.queued.Add(-1)
+		return false
+	}
+	defer c.queued.Add(-1)
+	t := time.NewTimer(scaled(s.cfg.QueueTimeout, s.cfg.TimeScale))
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		c.serve()
+		return true
+	case <-t.C:
+		return false
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+func (s *Sim) leave() {
+	s.counters.serving.Add(-1)
+	if s.slots != nil {
+		<-s.slots
 	}
 }

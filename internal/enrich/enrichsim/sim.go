@@ -1,5 +1,5 @@
 // Package enrichsim is a deterministic company-data service speaking the enrichment protocol
-// (INTERFACES §4). Tests, the demo, benchmarks and the `simulate` subcommand use it in place
+// (README, "Enrichment service protocol"). Tests, the demo, benchmarks and the `simulate` subcommand use it in place
 // of the real service: every answer is predictable from the account id (see Truth), the
 // service's limits are enforced the way a real one would (records per request, concurrency,
 // API key) and faults can be switched on at run time (see Faults).
@@ -18,10 +18,16 @@ import (
 
 // Config shapes the simulated service. Zero values take the documented defaults.
 type Config struct {
-	MaxRecordsPerRequest int           // default 25; a larger request is answered 400
-	MaxConcurrency       int           // default 32; requests above it are answered 429, Retry-After 1 s (scaled)
-	BaseLatency          time.Duration // default 120ms per request
-	PerRecord            time.Duration // default 2ms per record
+	MaxRecordsPerRequest int // default 25; a larger request is answered 400
+	MaxConcurrency       int // default 32; requests above it are answered 429, Retry-After 1 s (scaled), or queue
+	// QueueDepth switches on the queueing mode real services behind a load balancer have: up to
+	// QueueDepth requests above MaxConcurrency wait (first come, first served) for a slot, so
+	// latency rises before anything is refused; a request arriving with the queue full, or
+	// waiting longer than QueueTimeout, is answered 429 (Retry-After 1 s, scaled). 0: no queue.
+	QueueDepth   int
+	QueueTimeout time.Duration // default 2 s (scaled)
+	BaseLatency  time.Duration // default 120ms per request
+	PerRecord    time.Duration // default 2ms per record
 	// TimeScale divides the latencies and the concurrency cap's Retry-After; default 1.
 	// Retry-After is then sent as decimal real seconds, e.g. "0.05". Fault durations (Faults)
 	// are real time.
@@ -36,6 +42,7 @@ type Sim struct {
 	faults   *Faults
 	counters counters
 	calls    *callLog
+	slots    chan struct{} // queueing mode: one per request being served
 }
 
 // New returns a simulator with cfg's zero values replaced by defaults. Negative latencies
@@ -60,7 +67,19 @@ func New(cfg Config) *Sim {
 	if cfg.APIKeyHeader == "" {
 		cfg.APIKeyHeader = "x-api-key"
 	}
-	return &Sim{cfg: cfg, faults: newFaults(), calls: newCallLog()}
+	if cfg.QueueTimeout <= 0 {
+		cfg.QueueTimeout = 2 * time.Second
+	}
+	s := &Sim{cfg: cfg, faults: newFaults(), calls: newCallLog()}
+	if cfg.QueueDepth > 0 {
+		s.slots = make(chan struct{}, cfg.MaxConcurrency)
+	}
+	return s
+}
+
+// Limits reports the service's true limits (after defaults): what a client is not told.
+func (s *Sim) Limits() (maxConcurrency, maxRecordsPerRequest int) {
+	return s.cfg.MaxConcurrency, s.cfg.MaxRecordsPerRequest
 }
 
 // Faults returns the simulator's run-time fault switches.

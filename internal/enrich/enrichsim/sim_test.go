@@ -334,3 +334,59 @@ func BenchmarkHandler(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N*25)/b.Elapsed().Seconds(), "records/s")
 }
+
+// TestQueueingMode: above MaxConcurrency requests wait their turn (so they take at least two
+// service times), up to QueueDepth of them; one more is refused at once.
+func TestQueueingMode(t *testing.T) {
+	s, url := serve(t, Config{MaxConcurrency: 2, QueueDepth: 2, QueueTimeout: 30 * time.Second, TimeScale: 10,
+		BaseLatency: 3 * time.Second}) // 300 ms each
+	var wg sync.WaitGroup
+	answers := make([]answer, 5)
+	took := make([]time.Duration, 5)
+	for i := range answers {
+		wg.Go(func() {
+			start := time.Now()
+			answers[i] = post(t, url, nil, AccountIDForTest(i))
+			took[i] = time.Since(start)
+		})
+	}
+	wg.Wait()
+	ok, throttled, slow := 0, 0, 0
+	for i, a := range answers {
+		switch a.status {
+		case http.StatusOK:
+			ok++
+			if took[i] >= 600*time.Millisecond {
+				slow++ // waited for a slot, then was served
+			}
+		case http.StatusTooManyRequests:
+			throttled++
+		default:
+			t.Errorf("answer %d: %s", a.status, a.body)
+		}
+	}
+	c := s.Counters()
+	if ok != 4 || throttled != 1 || slow < 2 || c.PeakServing != 2 || c.Queued != 0 {
+		t.Errorf("%d ok (%d after queueing), %d throttled, counters %+v; want 4 (2), 1, peak serving 2", ok, slow, throttled, c)
+	}
+}
+
+func TestQueueTimeout(t *testing.T) {
+	s, url := serve(t, Config{MaxConcurrency: 1, QueueDepth: 5, QueueTimeout: time.Second, TimeScale: 10,
+		BaseLatency: 50 * time.Second}) // 5 s each; the queue gives up after 100 ms
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // holds the only slot
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(`{"records":[{"id":"a"}]}`))
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Counters().PeakServing == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if a := post(t, url, nil, "b"); a.status != http.StatusTooManyRequests || a.retryAfter != "0.1" {
+		t.Errorf("queued past the timeout: %d, Retry-After %q; want 429 and 0.1", a.status, a.retryAfter)
+	}
+}

@@ -1,18 +1,19 @@
-package job
+package main
 
 import (
 	"fmt"
 	"io"
 	"sort"
 	"strings"
+
+	"dvbulk/internal/job"
+	"dvbulk/internal/pipeline"
+	"dvbulk/internal/report"
 )
 
-// outcomeOrder is the order outcomes are listed in reports.
-var outcomeOrder = []string{"created", "upserted", "updated", "would-update", "unchanged", "gone", "skipped", "failed"}
-
-// WriteReport renders a run summary for people. maxFailures bounds the failure lines printed (the
-// JSON form always has them all).
-func WriteReport(w io.Writer, s *Summary, maxFailures int) {
+// writeReport renders a run summary for people (run, status and demo print it). maxFailures bounds
+// the failure lines printed (the JSON form always has them all).
+func writeReport(w io.Writer, s *job.Summary, maxFailures int) {
 	kind := "run"
 	if s.DryRun {
 		kind = "dry run"
@@ -43,7 +44,7 @@ func WriteReport(w io.Writer, s *Summary, maxFailures int) {
 			fmt.Fprintf(w, "    %s %-7s %s\n", f.ID, f.Outcome, f.Reason)
 		}
 		if !s.FailuresListed {
-			fmt.Fprintf(w, "    (list capped at %d; every outcome is in the chunk checkpoints)\n", MaxListedFailures)
+			fmt.Fprintf(w, "    (list capped at %d; every outcome is in the chunk checkpoints)\n", job.MaxListedFailures)
 		}
 		fmt.Fprintf(w, "  re-run the failed records: dvbulk run --rerun-failed %s\n", s.Run)
 	}
@@ -58,26 +59,7 @@ func WriteReport(w io.Writer, s *Summary, maxFailures int) {
 	}
 }
 
-func sortedOutcomes(m map[string]int) []string {
-	var out []string
-	for _, o := range outcomeOrder {
-		if _, ok := m[o]; ok {
-			out = append(out, o)
-		}
-	}
-	var rest []string
-	for o := range m {
-		known := false
-		for _, k := range outcomeOrder {
-			known = known || k == o
-		}
-		if !known {
-			rest = append(rest, o)
-		}
-	}
-	sort.Strings(rest)
-	return append(out, rest...)
-}
+func sortedOutcomes(m map[pipeline.Outcome]int) []pipeline.Outcome { return report.SortedOutcomes(m) }
 
 func formatFields(f map[string]any) string {
 	keys := make([]string, 0, len(f))
