@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,7 +23,9 @@ seed's sequential loop (sampled, extrapolated), the seed's per-record Parallel.F
 and this product (planner + chunk pipeline over several instances) twice: tuned (told the
 enrichment service's limits) and with the shipped defaults (no setting given), for the prod
 profile (4 web servers, dop hint 48) and the sandbox profile (1 server, dop hint 4); then the peak
-memory of one instance process (dvbulk run) over 1,000,000 accounts. The enrichment service's
+memory of one instance process (dvbulk run) over 1,000,000 accounts; and the scale-out table (1, 3
+and 8 instances of one application user on a profile whose execution-time budget binds, sharing one
+service-protection budget; --scale-out-unshared adds each without). The enrichment service's
 capacity (16-128 concurrent requests, queueing above it) and records per request (1-100) are drawn
 per run from --enrich-seed and printed; the bound uses those true values. The simulators run time-scaled; every
 figure is a real-time equivalent. Nothing is asserted: targets are marked PASS or MISS.
@@ -33,6 +36,7 @@ Examples:
   dvbulk bench --accounts 10000 --skip-memory
   dvbulk bench --profile sandbox --time-scale 5
   dvbulk bench --profile prod --only defaults --skip-memory --enrich-seed 7
+  dvbulk bench --only scale-out --skip-memory --scale-out-instances 8 --scale-out-unshared
 
 Flags:
 `
@@ -59,9 +63,12 @@ func cmdBench(ctx context.Context, args []string, _ func(string) string, stdout,
 	fs.IntVar(&kn.WriteWorkers, "write-workers", 0, "product: concurrent writes per chunk (0 = default)")
 	fs.IntVar(&kn.Messages, "messages", 0, "product: chunk messages processed at once per instance (0 = default)")
 	fs.DurationVar(&kn.FlushInterval, "flush-interval", 0, "product: how often a running chunk checkpoints (0 = default)")
-	only := fs.String("only", "", "comma-separated strategies to run: sequential, seed, product (tuned), defaults (default all)")
+	only := fs.String("only", "", "comma-separated strategies to run: sequential, seed, product (tuned), defaults, scale-out, nightly (full vs incremental nightly runs) (default all)")
 	enrichSeed := fs.Uint64("enrich-seed", 0, "seed of the enrichment service's capacity (16-128) and records per request (1-100), which the product is not told (0 = from the clock; printed)")
 	fixedService := fs.Bool("fixed-service", false, "use the profiles' own enrichment service (32 concurrent, 25 records, 429 at once) instead of a drawn one")
+	scaleInst := fs.String("scale-out-instances", "1,3,8", "scale-out: comma-separated instance counts")
+	scaleUnshared := fs.Bool("scale-out-unshared", false, "scale-out: also run each count with the shared budget off")
+	scaleScale := fs.Float64("scale-out-time-scale", 20, "scale-out: time scale of the simulators")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the whole bench to this file")
 	fs.Usage = func() { fmt.Fprint(stderr, benchHelp); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
@@ -101,12 +108,25 @@ func cmdBench(ctx context.Context, args []string, _ func(string) string, stdout,
 	for _, s := range strings.Split(*only, ",") {
 		switch s = strings.TrimSpace(s); s {
 		case "":
-		case "sequential", "seed", "product", "defaults":
+		case "sequential", "seed", "product", "defaults", "scale-out", "nightly":
 			sel[s] = true
 		default:
-			fmt.Fprintf(stderr, "dvbulk bench: --only takes sequential, seed, product and defaults, got %q\n", s)
+			fmt.Fprintf(stderr, "dvbulk bench: --only takes sequential, seed, product, defaults, scale-out and nightly, got %q\n", s)
 			return 2
 		}
+	}
+	var counts []int
+	for _, v := range strings.Split(*scaleInst, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 || n > 100 {
+			fmt.Fprintf(stderr, "dvbulk bench: --scale-out-instances takes counts from 1 to 100, got %q\n", v)
+			return 2
+		}
+		counts = append(counts, n)
+	}
+	if *scaleScale < 1 || *scaleScale > 1000 {
+		fmt.Fprintln(stderr, "dvbulk bench: time scales must be 1-1000")
+		return 2
 	}
 	seedValue := *enrichSeed
 	for seedValue == 0 {
@@ -129,6 +149,8 @@ func cmdBench(ctx context.Context, args []string, _ func(string) string, stdout,
 	for _, p := range profiles {
 		o.Knobs[p.Name] = bench.DefaultKnobs(p).Override(kn)
 	}
+	o.ScaleOut = &bench.ScaleOutOptions{Profile: bench.BudgetBound(), TimeScale: *scaleScale, Instances: counts,
+		Unshared: *scaleUnshared, Dir: dir}
 	if !*skipMemory {
 		exe, err := os.Executable()
 		if err != nil {

@@ -27,6 +27,7 @@ Settings come from the environment (see the README): DATAVERSE_URL, DATAVERSE_AU
 Examples:
   DATAVERSE_URL=https://contoso.crm.dynamics.com ENRICHMENT_URL=https://data.example.com/enrich dvbulk run
   dvbulk run --job recalculate-tier --dry-run
+  dvbulk run --full          # ask the enrichment service about every record again
   dvbulk run --job ./jobs/reset-status.json --store blob
   dvbulk run --rerun-failed nightly-enrichment-20261123t020000z
 
@@ -39,6 +40,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.SetOutput(stderr)
 	jobRef := fs.String("job", "", "built-in job name or path to a job .json file (default $DVBULK_JOB)")
 	dryRun := fs.Bool("dry-run", false, "do everything but the writes; the report shows what would change")
+	full := fs.Bool("full", false, "send every record, whatever the job's ledger says (incremental jobs); the ledger is still updated")
 	rerun := fs.String("rerun-failed", "", "start a run over the failed and unfinished records of this run id")
 	resume := fs.String("resume", "", "resume this run id (default: the job's unfinished run, if any)")
 	fresh := fs.Bool("new", false, "start a new run even if an unfinished one exists")
@@ -95,7 +97,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 			first, err = eng.Resume(ctx, runID)
 		} else {
 			runID = job.RunID(cfg.Job.Name, time.Now())
-			first, err = eng.Start(ctx, cfg.Job, job.StartOptions{Run: runID, Trigger: "cli", DryRun: *dryRun})
+			first, err = eng.Start(ctx, cfg.Job, job.StartOptions{Run: runID, Trigger: "cli", DryRun: *dryRun, Full: *full})
 		}
 	}
 	if err != nil {

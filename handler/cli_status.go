@@ -122,6 +122,9 @@ func writeStatus(w io.Writer, s *job.Status) {
 		plan = "complete"
 	}
 	fmt.Fprintf(w, "  planning   %s: %d records in %d chunks\n", plan, m.PlannedRecords, m.NextSeq)
+	if m.Incremental {
+		fmt.Fprintf(w, "  %s\n", freshLine(m.Fresh, m.Full, m.Spec.Transform.Kind == job.KindEnrich))
+	}
 	if p := s.Progress; p != nil {
 		fmt.Fprintf(w, "  chunks     %d of %d finished, %d records\n", p.Chunks, m.NextSeq, p.Records)
 		fmt.Fprintf(w, "  outcomes  ")

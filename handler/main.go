@@ -96,10 +96,21 @@ func serveHandler(ctx context.Context, getenv func(string) string, stdout, stder
 		fmt.Fprintf(stderr, "dvbulk: %v\n", err)
 		return reportErr(io.Discard, "", err)
 	}
-	eng, _, err := app.NewEngine(cfg, st, log)
+	shared, err := app.NewBudget(cfg, st, app.InstanceName(), log)
 	if err != nil {
 		fmt.Fprintf(stderr, "dvbulk: %v\n", err)
 		return 2
+	}
+	eng, _, err := app.NewEngine(cfg, st, log, app.WithBudget(shared))
+	if err != nil {
+		fmt.Fprintf(stderr, "dvbulk: %v\n", err)
+		return 2
+	}
+	if shared != nil {
+		bctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = shared.Run(bctx) }()
+		defer func() { stop(); <-done }() // gives this instance's share back on the way out
 	}
 	eng.Opt.MaxDequeue = hs.MaxDequeueCount
 	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
@@ -109,7 +120,7 @@ func serveHandler(ctx context.Context, getenv func(string) string, stdout, stder
 	}
 	log = log.With().Str("instance", eng.Instance).Logger() // invocation loggers derive from it
 	log.Info().Str("job", cfg.Job.Name).Strs("jobs", cfg.Jobs.Names()).Str("jobs_dir", cfg.JobsDir).Str("store", kind).Dur("function_timeout", hs.FunctionTimeout).
-		Int("max_dequeue", hs.MaxDequeueCount).Msg("custom handler ready")
+		Int("max_dequeue", hs.MaxDequeueCount).Bool("shared_budget", shared != nil).Msg("custom handler ready")
 	stopTelemetry := app.RunTelemetry(ctx, eng)
 	defer stopTelemetry()
 	srv := newServer(&functionApp{engine: eng, spec: cfg.Job, log: log, retention: cfg.TelemetryRetention}, log, hs.FunctionTimeout)

@@ -11,6 +11,17 @@ import (
 	"dvbulk/internal/report"
 )
 
+// freshLine says how many records an incremental run left alone and what that saved.
+func freshLine(fresh int, full bool, enrich bool) string {
+	switch {
+	case full:
+		return "incremental off for this run (full): every record eligible"
+	case enrich:
+		return fmt.Sprintf("fresh       %d records unchanged since their last enrichment: %d enrichment lookups saved", fresh, fresh)
+	}
+	return fmt.Sprintf("fresh       %d records whose inputs did not change: not recomputed", fresh)
+}
+
 // writeReport renders a run summary for people (run, status and demo print it). maxFailures bounds
 // the failure lines printed (the JSON form always has them all).
 func writeReport(w io.Writer, s *job.Summary, maxFailures int) {
@@ -26,6 +37,9 @@ func writeReport(w io.Writer, s *job.Summary, maxFailures int) {
 		fmt.Fprintf(w, " %s=%d", o, s.Outcomes[o])
 	}
 	fmt.Fprintln(w)
+	if s.Outcomes[pipeline.Fresh] > 0 || s.Full {
+		fmt.Fprintf(w, "  %s\n", freshLine(s.Outcomes[pipeline.Fresh], s.Full, s.EnrichmentCallsSaved > 0))
+	}
 	fmt.Fprintf(w, "  throttling  %d Dataverse 429s, %d retries; %d transform results; %d fields dropped (not on the allow-list)\n",
 		s.Stats.Throttled, s.Stats.Retries, s.Stats.Transformed, s.Stats.DroppedFields)
 	if len(s.DeadLettered) > 0 {

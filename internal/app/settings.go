@@ -54,22 +54,30 @@ type Config struct {
 	ImportContainer string // DVBULK_IMPORT_CONTAINER: where import jobs' files are
 	ImportPrefix    string // DVBULK_IMPORT_PREFIX, with a trailing slash ("" = the whole container)
 
-	Job        *job.Spec
-	JobRef     string
-	JobsDir    string       // DVBULK_JOBS_DIR resolved against the app root
-	Jobs       *job.Catalog // built-in jobs plus the jobs directory's: what a start message may name
-	ChunkSize  int
-	DryRun     bool
-	Lease      time.Duration
-	StaleAfter time.Duration
-	Flush      time.Duration
-	PlanPages  int
-	TWorkers   int
-	WWorkers   int
-	LogLevel   zerolog.Level
+	Job       *job.Spec
+	JobRef    string
+	JobsDir   string       // DVBULK_JOBS_DIR resolved against the app root
+	Jobs      *job.Catalog // built-in jobs plus the jobs directory's: what a start message may name
+	ChunkSize int
+	DryRun    bool
+	// RefreshAfter and NoMatchRetry are the incremental rules (internal/ledger); 0 = always ask.
+	RefreshAfter time.Duration
+	NoMatchRetry time.Duration
+	Lease        time.Duration
+	StaleAfter   time.Duration
+	Flush        time.Duration
+	PlanPages    int
+	TWorkers     int
+	WWorkers     int
+	LogLevel     zerolog.Level
 
 	TelemetryInterval  time.Duration // 0 = no samples
 	TelemetryRetention time.Duration // 0 = keep
+	// The service-protection budget shared by every instance of the same application user.
+	SharedBudget    bool
+	BudgetRefresh   time.Duration
+	BudgetHeartbeat time.Duration
+	BudgetSkew      time.Duration
 }
 
 // SettingError names the setting that is wrong; the CLI prints it as the one-line reason for exit 2.
@@ -107,6 +115,8 @@ var Settings = []Setting{
 	{"DVBULK_SCHEDULE", "0 0 2 * * *", "EnrichTimer's NCRONTAB schedule (read by the Functions host)"},
 	{"DVBULK_CHUNK_SIZE", "0", "records per chunk message; 0 = the job's chunkSize (default " + strconv.Itoa(job.DefaultChunkSize) + "); max " + strconv.Itoa(job.MaxChunkSize)},
 	{"DVBULK_DRY_RUN", "false", "true: do everything but the writes; the report shows what would change"},
+	{"DVBULK_REFRESH_AFTER", "720h", "an enriched record whose inputs did not change is asked again after this long (spread over its last quarter); 0 = every run"},
+	{"DVBULK_NOMATCH_RETRY_AFTER", "168h", "a record the enrichment service answered \"no match\" is asked again after this long; 0 = every run"},
 	{"DVBULK_DATAVERSE_CONCURRENCY", strconv.Itoa(dataverse.DefaultMaxConcurrency), "cap on concurrent Dataverse requests per instance (the x-ms-dop-hint caps it too)"},
 	{"DVBULK_AFFINITY_COOKIE", "false", "true sends the ARRAffinity cookie (pins one web server; slower)"},
 	{"DVBULK_MAX_RETRIES", strconv.Itoa(dataverse.DefaultMaxRetries), "retries of one Dataverse request after 5xx, timeouts and resets (429s are waited out separately)"},
@@ -120,6 +130,10 @@ var Settings = []Setting{
 	{"DVBULK_LOG_LEVEL", "info", "trace, debug, info, warn or error"},
 	{"DVBULK_TELEMETRY_INTERVAL", "5s", "how often each instance writes a telemetry sample of the runs it works on (1s-5m; 0 = none: no live rate, ETA or charts)"},
 	{"DVBULK_TELEMETRY_RETENTION", "720h", "the timer deletes the telemetry of runs finished longer ago than this (their report.html and summary stay); 0 = keep"},
+	{"DVBULK_SHARED_BUDGET", "true", "true: every instance of the same application user on the same environment shares one service-protection budget (a 429's pause, the dop hint split over the live instances) through the checkpoint store; false: each instance throttles alone"},
+	{"DVBULK_BUDGET_REFRESH", "1s", "how often an active instance reads the shared budget (one storage read each)"},
+	{"DVBULK_BUDGET_HEARTBEAT", "5s", "how often an active instance renews its membership of the shared budget (one storage write each); a member missing for 3 heartbeats no longer takes a share"},
+	{"DVBULK_BUDGET_SKEW", "2s", "margin added to a pause another instance published, so clocks that differ by up to this much cannot send early"},
 }
 
 // Load reads and validates the settings. needDataverse lets subcommands that only read checkpoints
@@ -212,6 +226,11 @@ func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 		{"DVBULK_FLUSH_INTERVAL", &c.Flush, 10 * time.Millisecond, time.Minute, false},
 		{"DVBULK_TELEMETRY_INTERVAL", &c.TelemetryInterval, time.Second, 5 * time.Minute, true},
 		{"DVBULK_TELEMETRY_RETENTION", &c.TelemetryRetention, time.Hour, 10 * 365 * 24 * time.Hour, true},
+		{"DVBULK_REFRESH_AFTER", &c.RefreshAfter, 0, 10 * 365 * 24 * time.Hour, false},
+		{"DVBULK_NOMATCH_RETRY_AFTER", &c.NoMatchRetry, 0, 10 * 365 * 24 * time.Hour, false},
+		{"DVBULK_BUDGET_REFRESH", &c.BudgetRefresh, 10 * time.Millisecond, time.Minute, false},
+		{"DVBULK_BUDGET_HEARTBEAT", &c.BudgetHeartbeat, 10 * time.Millisecond, 5 * time.Minute, false},
+		{"DVBULK_BUDGET_SKEW", &c.BudgetSkew, time.Millisecond, time.Minute, false},
 	}
 	for _, s := range durations {
 		v, err := time.ParseDuration(get(s.name))
@@ -228,6 +247,9 @@ func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 		}
 		*s.dst = v
 	}
+	if c.BudgetHeartbeat < c.BudgetRefresh {
+		return nil, fail("DVBULK_BUDGET_HEARTBEAT", "must be at least DVBULK_BUDGET_REFRESH (%s), got %s", c.BudgetRefresh, c.BudgetHeartbeat)
+	}
 	if c.Flush >= c.Lease/2 {
 		return nil, fail("DVBULK_FLUSH_INTERVAL", "must be under half of DVBULK_LEASE (%s), got %s", c.Lease, c.Flush)
 	}
@@ -237,7 +259,7 @@ func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 	bools := []struct {
 		name string
 		dst  *bool
-	}{{"DVBULK_DRY_RUN", &c.DryRun}, {"DVBULK_AFFINITY_COOKIE", &c.AffinityCookie}, {"ENRICHMENT_ADAPTIVE", &c.EnrichAdaptive}}
+	}{{"DVBULK_DRY_RUN", &c.DryRun}, {"DVBULK_AFFINITY_COOKIE", &c.AffinityCookie}, {"ENRICHMENT_ADAPTIVE", &c.EnrichAdaptive}, {"DVBULK_SHARED_BUDGET", &c.SharedBudget}}
 	for _, s := range bools {
 		v, err := strconv.ParseBool(get(s.name))
 		if err != nil {

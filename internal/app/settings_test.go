@@ -183,6 +183,10 @@ func TestLoadNamesTheBadSetting(t *testing.T) {
 		"DVBULK_WRITE_WORKERS":        "0",
 		"DVBULK_TRANSFORM_WORKERS":    "-1",
 		"ENRICHMENT_ADAPTIVE":         "sometimes",
+		"DVBULK_SHARED_BUDGET":        "maybe",
+		"DVBULK_BUDGET_REFRESH":       "0s",
+		"DVBULK_BUDGET_HEARTBEAT":     "500ms", // under the 1s refresh
+		"DVBULK_BUDGET_SKEW":          "-2s",
 	} {
 		env := map[string]string{name: value}
 		for k, v := range base {

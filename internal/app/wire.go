@@ -12,6 +12,7 @@ import (
 	"dvbulk/internal/enrich"
 	"dvbulk/internal/importsrc"
 	"dvbulk/internal/job"
+	"dvbulk/internal/ledger"
 )
 
 // NewLogger writes zerolog JSON. The custom handler logs to stdout, which the Functions host
@@ -24,16 +25,19 @@ func NewLogger(w io.Writer, level zerolog.Level) zerolog.Logger {
 // enrichment URL) and the job engine over st from a validated configuration. The engine's instance
 // name is host-pid; callers that run several engines in one process (the bench) rename them.
 // Configuration problems are *SettingError.
-func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger) (*job.Engine, *dataverse.Client, error) {
-	host, _ := os.Hostname()
-	instance := fmt.Sprintf("%s-%d", host, os.Getpid())
+func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger, opts ...EngineOption) (*job.Engine, *dataverse.Client, error) {
+	instance := InstanceName()
 	log = log.With().Str("instance", instance).Logger() // on every line of this engine and its clients
 	cred, err := dataverse.CredentialFor(cfg.DataverseAuth, cfg.DataverseURL, cfg.Identity)
 	if err != nil {
 		return nil, nil, &SettingError{Name: "DATAVERSE_AUTH", Problem: err.Error()}
 	}
-	dv, err := dataverse.New(dataverse.Config{URL: cfg.DataverseURL, Credential: cred, MaxConcurrency: cfg.DVConcurrency,
-		AffinityCookie: cfg.AffinityCookie, RequestTimeout: cfg.RequestTimeout, MaxRetries: retries(cfg.MaxRetries), Logger: log})
+	dvc := dataverse.Config{URL: cfg.DataverseURL, Credential: cred, MaxConcurrency: cfg.DVConcurrency,
+		AffinityCookie: cfg.AffinityCookie, RequestTimeout: cfg.RequestTimeout, MaxRetries: retries(cfg.MaxRetries), Logger: log}
+	for _, o := range opts {
+		o(&dvc)
+	}
+	dv, err := dataverse.New(dvc)
 	if err != nil {
 		return nil, nil, &SettingError{Name: "DATAVERSE_URL", Problem: err.Error()}
 	}
@@ -53,7 +57,8 @@ func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger) (*job.Engin
 		Instance: instance,
 		Opt: job.Options{Lease: cfg.Lease, FlushInterval: cfg.Flush, StaleAfter: cfg.StaleAfter, PlanPages: cfg.PlanPages,
 			// TransformBatch is left to the enrichment client's records per request now (learned).
-			ChunkSize: cfg.ChunkSize, DryRun: cfg.DryRun, TransformWorkers: cfg.TWorkers, WriteWorkers: cfg.WWorkers, ImportPrefix: cfg.ImportPrefix},
+			ChunkSize: cfg.ChunkSize, DryRun: cfg.DryRun, TransformWorkers: cfg.TWorkers, WriteWorkers: cfg.WWorkers, ImportPrefix: cfg.ImportPrefix,
+			Rules: ledger.Rules{RefreshAfter: cfg.RefreshAfter, NoMatchRetryAfter: cfg.NoMatchRetry}},
 	}
 	e.Init()
 	attachTelemetry(cfg, st, e, dv, enc, log)
@@ -74,6 +79,12 @@ func importSource(cfg *Config, log zerolog.Logger) job.ImportSource {
 		return nil
 	}
 	return src
+}
+
+// InstanceName names this process among the app's instances: host-pid.
+func InstanceName() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
 // retries maps the setting (0 = no retries) to the client's convention (negative = none).

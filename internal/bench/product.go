@@ -221,6 +221,57 @@ func Product(ctx context.Context, p Profile, scale float64, k Knobs, dir string)
 	return r, nil
 }
 
+// fleet is the product's instances: engines with their own clients, one store, one in-process queue.
+type fleet struct {
+	engines []*job.Engine
+	dvs     []*dataverse.Client
+	dead    atomic.Int64
+}
+
+// newFleet builds k.Instances engines from cfg as the custom handler builds them; opts gives an
+// instance's extra options (nil: none).
+func newFleet(cfg *app.Config, st checkpoint.Store, k Knobs, opts func(i int, name string) []app.EngineOption) (*fleet, error) {
+	f := &fleet{}
+	for i := range k.Instances {
+		name := fmt.Sprintf("bench-%d", i)
+		var o []app.EngineOption
+		if opts != nil {
+			o = opts(i, name)
+		}
+		eng, dv, err := app.NewEngine(cfg, st, zerolog.Nop(), o...)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		eng.Instance = name
+		f.engines, f.dvs = append(f.engines, eng), append(f.dvs, dv)
+	}
+	return f, nil
+}
+
+// run starts spec and processes its messages until none is left; it fails if the run did not
+// complete.
+func (f *fleet) run(ctx context.Context, spec *job.Spec, k Knobs, st checkpoint.Store) (time.Duration, error) {
+	start := time.Now()
+	run := job.RunID(spec.Name, start)
+	first, err := f.engines[0].Start(ctx, spec, job.StartOptions{Run: run, Trigger: "bench", At: start})
+	if err != nil {
+		return 0, fmt.Errorf("bench: start: %w", err)
+	}
+	q := &job.LocalQueue{Engines: f.engines, Workers: k.Instances * k.Messages, DeadLetters: func(string) { f.dead.Add(1) }}
+	if err := q.Run(ctx, first); err != nil {
+		return 0, fmt.Errorf("bench: run: %w", err)
+	}
+	wall := time.Since(start)
+	s, err := job.ReadStatus(context.WithoutCancel(ctx), st, run)
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	if s.Summary == nil {
+		return 0, fmt.Errorf("bench: run %s did not complete (%d dead letters)", run, f.dead.Load())
+	}
+	return wall, nil
+}
+
 func byKind(m map[string]int64) string {
 	keys := make([]string, 0, len(m))
 	for k := range m {

@@ -28,10 +28,13 @@ type Options struct {
 	SequentialSample    int           // records the sequential strategy runs before extrapolating
 	SeedBudget          time.Duration // wall time after which the seed pattern is cut and extrapolated
 	Knobs               map[string]Knobs
-	// Only, when set, runs just these strategies ("sequential", "seed", "product").
-	Only      map[string]bool
-	Memory    *MemoryOptions // nil skips the memory measurement
-	Dir       string         // scratch directory
+	// Only, when set, runs just these strategies ("sequential", "seed", "product") or sections
+	// ("nightly": full vs incremental nightly runs; "scale-out").
+	Only   map[string]bool
+	Memory *MemoryOptions // nil skips the memory measurement
+	// ScaleOut, when set, also prints the scale-out table (Only "scale-out" prints just that).
+	ScaleOut  *ScaleOutOptions
+	Dir       string // scratch directory
 	GoVersion string
 }
 
@@ -51,7 +54,31 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		runtime.GC()
 	}
 	for _, p := range o.Profiles {
+		if len(o.Only) == 1 && (o.Only["scale-out"] || o.Only["nightly"]) {
+			break
+		}
 		if err := runProfile(ctx, o, p, w); err != nil {
+			return err
+		}
+	}
+	if len(o.Only) == 0 || o.Only["nightly"] {
+		for _, p := range o.Profiles {
+			if p.Name != "prod" {
+				continue // the prod profile stands for the nightly sync
+			}
+			k, ok := o.Knobs[p.Name]
+			if !ok {
+				k = DefaultKnobs(p)
+			}
+			rs, err := Nightly(ctx, p, k, 0.01, o.Dir)
+			if err != nil {
+				return err
+			}
+			WriteNightly(w, p, rs)
+		}
+	}
+	if o.ScaleOut != nil && (len(o.Only) == 0 || o.Only["scale-out"]) {
+		if err := RunScaleOut(ctx, *o.ScaleOut, w); err != nil {
 			return err
 		}
 	}

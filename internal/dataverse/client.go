@@ -53,6 +53,9 @@ type Config struct {
 	// for 5xx and network errors, and the pause after a 429 without Retry-After (defaults 1s, 30s).
 	RetryBaseDelay time.Duration
 	RetryMaxDelay  time.Duration
+	// Budget shares the service-protection state with the other instances of the same application
+	// user (nil: this client alone; see Budget).
+	Budget Budget
 	// HTTPClient replaces the default client (tests). Its Jar is ignored unless AffinityCookie.
 	HTTPClient *http.Client
 	// Logger receives request-level events. Tokens and headers never reach it.
@@ -139,7 +142,7 @@ func New(cfg Config) (*Client, error) {
 		root:        root,
 		api:         root.String() + apiPath,
 		apiPath:     root.Path + apiPath,
-		thr:         newThrottle(cfg.MaxConcurrency, cfg.RetryBaseDelay, cfg.RetryMaxDelay),
+		thr:         newThrottle(cfg.MaxConcurrency, cfg.RetryBaseDelay, cfg.RetryMaxDelay, cfg.Budget),
 		log:         cfg.Logger.With().Str("component", "dataverse").Logger(),
 		hasCred:     cfg.Credential != nil,
 		bulkSupport: map[string]bool{},

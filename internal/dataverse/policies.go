@@ -46,7 +46,7 @@ func setRaw(h http.Header, k, v string) {
 // sendPolicy runs once per attempt, right before the transport: it enforces the gate, counts
 // what goes on the wire, reads x-ms-dop-hint from every response and closes the gate on 429.
 func (c *Client) sendPolicy(req *policy.Request) (*http.Response, error) {
-	if c.thr.remaining() > 0 {
+	if c.thr.remaining(req.Raw().Context()) > 0 {
 		return nil, errGateClosed
 	}
 	c.st.sent()

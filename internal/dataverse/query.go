@@ -122,33 +122,44 @@ func (c *Client) QueryPage(ctx context.Context, q Query, nextLink string) (Page,
 			return Page{}, fmt.Errorf("dataverse: query %s: refusing nextLink outside %s%s", q.Table.EntitySet, c.root.Host, c.apiPath)
 		}
 	}
-	size := q.PageSize
-	if size <= 0 || size > maxPageSize {
-		size = maxPageSize
-	}
-	resp, err := c.do(ctx, &request{
-		op:     "query " + q.Table.EntitySet,
-		method: http.MethodGet,
-		url:    target,
-		// The same maxpagesize on every page, as the paging docs require.
-		header: http.Header{"Prefer": {"odata.maxpagesize=" + strconv.Itoa(size)}},
-	})
+	// The same maxpagesize on every page, as the paging docs require.
+	body, _, err := c.readPage(ctx, "query "+q.Table.EntitySet, target, "odata.maxpagesize="+strconv.Itoa(pageSize(q)))
 	if err != nil {
 		return Page{}, err
 	}
+	return Page{Records: body.Value, NextLink: body.NextLink}, nil
+}
+
+func pageSize(q Query) int {
+	if q.PageSize <= 0 || q.PageSize > maxPageSize {
+		return maxPageSize
+	}
+	return q.PageSize
+}
+
+// pageBody is a page of a collection read.
+type pageBody struct {
+	Value     []Record `json:"value"`
+	NextLink  string   `json:"@odata.nextLink"`
+	DeltaLink string   `json:"@odata.deltaLink"`
+}
+
+// readPage GETs one page of a collection with the given Prefer header and decodes it.
+func (c *Client) readPage(ctx context.Context, op, target, prefer string) (*pageBody, http.Header, error) {
+	resp, err := c.do(ctx, &request{op: op, method: http.MethodGet, url: target, header: http.Header{"Prefer": {prefer}}})
+	if err != nil {
+		return nil, nil, err
+	}
 	if ae := resp.apiError(); ae != nil {
-		return Page{}, fmt.Errorf("dataverse: query %s: %w", q.Table.EntitySet, ae)
+		return nil, nil, fmt.Errorf("dataverse: %s: %w", op, ae)
 	}
-	var body struct {
-		Value    []Record `json:"value"`
-		NextLink string   `json:"@odata.nextLink"`
-	}
+	var body pageBody
 	dec := json.NewDecoder(bytes.NewReader(resp.body))
 	dec.UseNumber()
 	if err := dec.Decode(&body); err != nil {
-		return Page{}, fmt.Errorf("dataverse: query %s: decode page: %w", q.Table.EntitySet, err)
+		return nil, nil, fmt.Errorf("dataverse: %s: decode page: %w", op, err)
 	}
-	return Page{Records: body.Value, NextLink: body.NextLink}, nil
+	return &body, resp.header, nil
 }
 
 // Query streams every page of q to fn, in order. fn's error stops the read and is returned.

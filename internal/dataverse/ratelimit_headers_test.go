@@ -1,6 +1,7 @@
 package dataverse
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -36,9 +37,9 @@ func TestRateLimitHeadersAreOnlyLogged(t *testing.T) {
 		if logged != (level == zerolog.DebugLevel) {
 			t.Errorf("level %s: headers logged %v", level, logged)
 		}
-		if st := c.Stats(); c.Limit() < before || st.Requests != 20 || c.thr.remaining() > 0 {
+		if st := c.Stats(); c.Limit() < before || st.Requests != 20 || c.thr.remaining(context.Background()) > 0 {
 			t.Errorf("level %s: limit %d (was %d), %d requests, pause %s: the headers steered the client",
-				level, c.Limit(), before, st.Requests, c.thr.remaining())
+				level, c.Limit(), before, st.Requests, c.thr.remaining(context.Background()))
 		}
 	}
 }

@@ -19,7 +19,7 @@ func TestRetryAfterCap(t *testing.T) {
 }
 
 func TestThrottleHalvesOncePerStorm(t *testing.T) {
-	th := newThrottle(52, time.Millisecond, time.Millisecond)
+	th := newThrottle(52, time.Millisecond, time.Millisecond, nil)
 	th.setHint(40)
 	th.limit = 32
 	var slots []slot
@@ -51,7 +51,7 @@ func TestThrottleHalvesOncePerStorm(t *testing.T) {
 }
 
 func TestThrottleHintLowersLimitAtOnce(t *testing.T) {
-	th := newThrottle(52, time.Millisecond, time.Millisecond)
+	th := newThrottle(52, time.Millisecond, time.Millisecond, nil)
 	th.setHint(48)
 	th.limit = 48
 	th.setHint(4)
@@ -65,7 +65,7 @@ func TestThrottleHintLowersLimitAtOnce(t *testing.T) {
 }
 
 func TestThrottleAcquireIsContextAware(t *testing.T) {
-	th := newThrottle(1, time.Millisecond, time.Millisecond)
+	th := newThrottle(1, time.Millisecond, time.Millisecond, nil)
 	s, err := th.acquire(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +94,7 @@ func TestThrottleAcquireIsContextAware(t *testing.T) {
 }
 
 func TestThrottlePauseBlocksAcquire(t *testing.T) {
-	th := newThrottle(4, 20*time.Millisecond, 80*time.Millisecond)
+	th := newThrottle(4, 20*time.Millisecond, 80*time.Millisecond, nil)
 	start := time.Now()
 	th.pause(60 * time.Millisecond)
 	th.pause(10 * time.Millisecond) // never shortens

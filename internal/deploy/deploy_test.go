@@ -116,7 +116,12 @@ func TestEverySettingIsDocumented(t *testing.T) {
 			t.Errorf("main.bicep sets %s (a key-based form, or not allowed on Flex Consumption)", name)
 		}
 	}
-	for _, name := range []string{"DATAVERSE_URL", "ENRICHMENT_URL", "ENRICHMENT_API_KEY", "DVBULK_SCHEDULE", "DVBULK_DATAVERSE_CONCURRENCY", "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"} {
+	// The shared budget already splits min(hint, DVBULK_DATAVERSE_CONCURRENCY) over the live instances;
+	// a per-instance value divided by the instance count in the template would divide twice.
+	if v, ok := settings["DVBULK_DATAVERSE_CONCURRENCY"]; ok {
+		t.Errorf("main.bicep sets DVBULK_DATAVERSE_CONCURRENCY = %s; leave it at the default so the shared budget divides it once", v)
+	}
+	for _, name := range []string{"DATAVERSE_URL", "ENRICHMENT_URL", "ENRICHMENT_API_KEY", "DVBULK_SCHEDULE", "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"} {
 		if _, ok := settings[name]; !ok {
 			t.Errorf("main.bicep does not set %s", name)
 		}

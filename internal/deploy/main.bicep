@@ -35,11 +35,6 @@ param maximumInstanceCount int = 8
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
 
-@description('Dataverse concurrency per instance (DVBULK_DATAVERSE_CONCURRENCY); 0 = 52 (the per-user, per-server concurrency limit) divided by maximumInstanceCount, so all instances together stay inside one web server\'s budget.')
-@minValue(0)
-@maxValue(52)
-param dataverseConcurrency int = 0
-
 @description('EnrichTimer NCRONTAB schedule (DVBULK_SCHEDULE); the host reads it from the app settings.')
 param schedule string = '0 0 2 * * *'
 
@@ -47,7 +42,6 @@ var token = toLower(uniqueString(subscription().id, resourceGroup().id, baseName
 var storageName = take('${baseName}${token}', 24)
 var appName = '${baseName}-${token}'
 var deploymentContainer = 'app-package'
-var concurrency = dataverseConcurrency > 0 ? dataverseConcurrency : max(1, 52 / maximumInstanceCount)
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: '${baseName}-id-${token}'
@@ -148,7 +142,6 @@ var appSettings = {
   ENRICHMENT_URL: enrichmentUrl
   ENRICHMENT_API_KEY: '@Microsoft.KeyVault(SecretUri=${enrichmentKeySecretUri})'
   DVBULK_SCHEDULE: schedule
-  DVBULK_DATAVERSE_CONCURRENCY: string(concurrency)
 }
 
 resource app 'Microsoft.Web/sites@2024-04-01' = {

@@ -10,5 +10,4 @@ param enrichmentKeySecretUri = 'https://contoso-kv.vault.azure.net/secrets/enric
 // param keyVaultResourceGroup = 'shared-secrets'
 // Instance cap of ChunkQueue: see the README (Deployment, instance cap) before raising it.
 param maximumInstanceCount = 8
-// param dataverseConcurrency = 0   // 0 = 52 / maximumInstanceCount per instance
 // param schedule = '0 0 2 * * *'

@@ -190,7 +190,13 @@ func (s *Sim) route(r *http.Request, body []byte, top bool) *answer {
 		return s.batch(r, body)
 	case path == "accounts" && r.Method == http.MethodGet:
 		kind("query", 1)
+		if s.ct.on.Load() && strings.Contains(strings.Join(r.Header.Values("Prefer"), ","), "odata.track-changes") {
+			return s.delta(r)
+		}
 		return s.query(r)
+	case strings.HasPrefix(path, "EntityDefinitions(") && r.Method == http.MethodGet:
+		kind("metadata", 1)
+		return s.entityDefinition(path)
 	case path == "sdkmessagefilters" && r.Method == http.MethodGet:
 		kind("probe", 1)
 		return s.probe(r)

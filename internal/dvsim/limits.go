@@ -31,6 +31,7 @@ type userState struct {
 	execs        fifo[execEntry] // completed requests' server time, oldest first
 	execSum      time.Duration
 	penaltyUntil time.Time
+	penaltyFrom  time.Time // when the 429 that started the penalty reached its client (plus a grace)
 	penalty      time.Duration
 	penaltyCode  string
 	penaltyMsg   string
@@ -94,6 +95,9 @@ func (s *Sim) admit(sv *server, user string, now time.Time) (*throttled, func(ex
 	u.prune(now, window)
 	// A user that keeps sending during its penalty makes it longer (reference §1.2).
 	if now.Before(u.penaltyUntil) {
+		if !now.Before(u.penaltyFrom) {
+			s.c.intoPenalty(user)
+		}
 		u.penalty = min(2*u.penalty, window)
 		u.penaltyUntil = now.Add(u.penalty)
 		return &throttled{code: u.penaltyCode, msg: u.penaltyMsg, after: u.penalty}, nil
@@ -121,7 +125,9 @@ func (s *Sim) admit(sv *server, user string, now time.Time) (*throttled, func(ex
 	u.reqTimes.push(now)
 	sv.inFlight++
 	sv.peak = max(sv.peak, sv.inFlight)
+	leave := s.c.admit()
 	return nil, func(exec time.Duration) {
+		leave()
 		sv.mu.Lock()
 		defer sv.mu.Unlock()
 		u.inFlight--
@@ -134,6 +140,9 @@ func (s *Sim) admit(sv *server, user string, now time.Time) (*throttled, func(ex
 func (s *Sim) penalize(u *userState, now time.Time, code, msg string, wait time.Duration) *throttled {
 	wait = max(wait, s.scale(time.Second))
 	u.penalty, u.penaltyUntil, u.penaltyCode, u.penaltyMsg = wait, now.Add(wait), code, msg
+	// The 429 is written after the network latency; a request arriving before it reached its client
+	// (within deliveryGrace after that) was in flight when the 429 was sent, whoever sent it.
+	u.penaltyFrom = now.Add(s.scale(s.cfg.Latency) + deliveryGrace)
 	return &throttled{code: code, msg: msg, after: wait}
 }
 

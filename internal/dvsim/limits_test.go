@@ -2,6 +2,8 @@ package dvsim_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -224,4 +226,82 @@ func TestClientWithAffinityStaysOnOneServer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRequestsIntoPenaltyPerUserPerServer: the penalty binds the user on the web server that sent
+// the 429, whichever process (session) of that user sends next; other users and the other server
+// are not counted, nor is a request already on its way when the 429 was sent.
+func TestRequestsIntoPenaltyPerUserPerServer(t *testing.T) {
+	// Two requests per user per server per 100 s; at scale 10 a penalty lasts seconds.
+	sim := dvsim.New(dvsim.Config{Accounts: 1, Servers: 2, TimeScale: 10, Limits: dvsim.Limits{Requests: 2, Window: 100 * time.Second}})
+	base, stop := sim.Start()
+	defer stop()
+	procA := map[string]string{"Authorization": "Bearer app", "x-ms-client-session-id": "a"}
+	procB := map[string]string{"Authorization": "Bearer app", "x-ms-client-session-id": "b"}
+	other := map[string]string{"Authorization": "Bearer other-app"}
+	affinity := func(h map[string]string, r raw) map[string]string {
+		out := map[string]string{}
+		for k, v := range h {
+			out[k] = v
+		}
+		for _, c := range r.header.Values("Set-Cookie") {
+			if v, ok := strings.CutPrefix(c, "ARRAffinity="); ok {
+				out["Cookie"] = "ARRAffinity=" + strings.SplitN(v, ";", 2)[0]
+			}
+		}
+		return out
+	}
+	first := send(t, base, http.MethodGet, "WhoAmI", procA, "")
+	pinA := affinity(procA, first)
+	pinB := affinity(procB, first)
+	send(t, base, http.MethodGet, "WhoAmI", pinA, "")
+	if r := send(t, base, http.MethodGet, "WhoAmI", pinA, ""); r.status != 429 {
+		t.Fatalf("third request on one server: %d, want 429", r.status)
+	}
+	time.Sleep(30 * time.Millisecond) // past the delivery grace
+	if r := send(t, base, http.MethodGet, "WhoAmI", pinB, ""); r.status != 429 {
+		t.Fatalf("another process of the same user during the penalty: %d, want 429", r.status)
+	}
+	if r := send(t, base, http.MethodGet, "WhoAmI", affinity(other, first), ""); r.status != 200 {
+		t.Fatalf("another user on the same server: %d", r.status)
+	}
+	c := sim.Counters()
+	if c.RequestsIntoPenalty != 1 || c.IntoPenaltyByUser[userHash("Bearer app")] != 1 {
+		t.Fatalf("into penalty %d %v, want 1 for the user", c.RequestsIntoPenalty, c.IntoPenaltyByUser)
+	}
+	if c.RequestsDuringRetryAfter != 0 {
+		t.Fatalf("per session: %d, want 0 (process b never got a 429 itself)", c.RequestsDuringRetryAfter)
+	}
+}
+
+// TestRequestInFlightWhenPenaltyStartsIsNotCounted: a request that arrives after the 429 was
+// decided but before it was written (the simulator's latency) was on its way and does not count.
+func TestRequestInFlightWhenPenaltyStartsIsNotCounted(t *testing.T) {
+	sim := dvsim.New(dvsim.Config{Accounts: 1, Servers: 1, Latency: 2 * time.Second, TimeScale: 10,
+		Limits: dvsim.Limits{Requests: 1, Window: 100 * time.Second}})
+	base, stop := sim.Start()
+	defer stop()
+	app := map[string]string{"Authorization": "Bearer app"}
+	send(t, base, http.MethodGet, "WhoAmI", app, "")
+	done := make(chan int, 1)
+	go func() { done <- send(t, base, http.MethodGet, "WhoAmI", app, "").status }()
+	time.Sleep(50 * time.Millisecond) // the 429 is decided, its answer still 150 ms away
+	if r := send(t, base, http.MethodGet, "WhoAmI", app, ""); r.status != 429 {
+		t.Fatalf("second request in the penalty: %d", r.status)
+	}
+	if s := <-done; s != 429 {
+		t.Fatalf("first over the limit: %d", s)
+	}
+	if n := sim.Counters().RequestsIntoPenalty; n != 0 {
+		t.Fatalf("into penalty %d, want 0: the request was on its way before the 429 went out", n)
+	}
+	send(t, base, http.MethodGet, "WhoAmI", app, "")
+	if n := sim.Counters().RequestsIntoPenalty; n != 1 {
+		t.Fatalf("into penalty %d, want 1 after the 429 was delivered", n)
+	}
+}
+
+func userHash(auth string) string {
+	h := sha256.Sum256([]byte(auth))
+	return hex.EncodeToString(h[:8])
 }

@@ -24,6 +24,8 @@
 //     and does not grow, so a storm ends when it says it does.
 //   - RequestsDuringRetryAfter identifies a client by its x-ms-client-session-id (else its user),
 //     and ignores requests arriving within a short delivery grace after the 429 was written.
+//     RequestsIntoPenalty is the service's own view: per user (the bearer token) per web server,
+//     so several processes of one application user count together.
 package dvsim
 
 import (
@@ -58,6 +60,8 @@ type Config struct {
 	NoCreateMultiple, NoUpsertMultiple bool
 	// OnWrite is called after a write request's changes are applied, before its answer is sent.
 	OnWrite func(ids []string)
+	// ChangeTracking turns on Track changes for accounts (switchable later with SetChangeTracking).
+	ChangeTracking bool
 }
 
 // Limits are the service protection limits per user per web server.
@@ -126,6 +130,7 @@ type Sim struct {
 	blocks  sync.Map // client -> *block: Retry-After windows delivered to the client
 	faults  Faults
 	c       counters
+	ct      changeTracking
 }
 
 var industries = []int32{1, 2, 3, 6, 7, 9, 12, 19, 25, 33}
@@ -135,6 +140,7 @@ func New(cfg Config) *Sim {
 	cfg.defaults()
 	n := cfg.Accounts + cfg.InactiveAccounts
 	s := &Sim{cfg: cfg, tables: map[string]*dtable{Contacts.EntitySet: newDTable(&Contacts)}}
+	s.ct.on.Store(cfg.ChangeTracking)
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x5eed))
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
 	type seeded struct {

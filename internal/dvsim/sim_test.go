@@ -28,6 +28,15 @@ func client(t testing.TB, url string) *dataverse.Client {
 	return c
 }
 
+// sqlKey orders GUIDs as SQL Server (and so Dataverse) sorts uniqueidentifiers: the last group
+// first, then the fourth, then the first three byte-swapped.
+func sqlKey(id string) string {
+	if id == "" {
+		return ""
+	}
+	return id[24:36] + id[19:23] + id[16:18] + id[14:16] + id[11:13] + id[9:11] + id[6:8] + id[4:6] + id[2:4] + id[0:2]
+}
+
 func TestPagingVisitsEveryActiveRecordOnceWhileEdited(t *testing.T) {
 	sim := dvsim.New(dvsim.Config{Accounts: 12000, InactiveAccounts: 500})
 	url, stop := sim.Start()
@@ -40,7 +49,7 @@ func TestPagingVisitsEveryActiveRecordOnceWhileEdited(t *testing.T) {
 		pages++
 		for _, r := range p.Records {
 			id := r["accountid"].(string)
-			if seen[id] || id <= last {
+			if seen[id] || sqlKey(id) <= sqlKey(last) {
 				return fmt.Errorf("%s out of order or twice", id)
 			}
 			seen[id], last = true, id

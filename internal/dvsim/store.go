@@ -7,18 +7,39 @@ import (
 	"time"
 )
 
-// key is a GUID as a big-endian 128-bit number: its numeric order is the order of the canonical
-// lowercase text, so the table can be a sorted array instead of a map of strings (16 bytes a key).
+// key is a GUID as a 128-bit number in the order SQL Server (and so Dataverse's $orderby on a key)
+// sorts uniqueidentifiers: the last six bytes of the text form first, then the fourth group, then the
+// first three groups byte-swapped. The table is a sorted array of these instead of a map of strings
+// (16 bytes a key), and pages come out in the order Dataverse gives them.
 type key [2]uint64
 
 func (a key) less(b key) bool { return a[0] < b[0] || a[0] == b[0] && a[1] < b[1] }
+
+// sqlOrder lists, for each position of a key, the byte of the GUID's text form that goes there.
+var sqlOrder = [16]int{10, 11, 12, 13, 14, 15, 8, 9, 7, 6, 5, 4, 3, 2, 1, 0}
+
+func keyOf(b [16]byte) key {
+	var k key
+	for i, j := range sqlOrder {
+		k[i/8] = k[i/8]<<8 | uint64(b[j])
+	}
+	return k
+}
+
+func (a key) bytes() [16]byte {
+	var b [16]byte
+	for i, j := range sqlOrder {
+		b[j] = byte(a[i/8] >> (56 - 8*(i%8)))
+	}
+	return b
+}
 
 // parseKey reads a canonical GUID (either case); ok is false for anything else.
 func parseKey(s string) (key, bool) {
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return key{}, false
 	}
-	var k key
+	var b [16]byte
 	n := 0
 	for i := 0; i < 36; i++ {
 		if i == 8 || i == 13 || i == 18 || i == 23 {
@@ -28,10 +49,10 @@ func parseKey(s string) (key, bool) {
 		if !ok {
 			return key{}, false
 		}
-		k[n/16] = k[n/16]<<4 | uint64(v)
+		b[n/2] = b[n/2]<<4 | v
 		n++
 	}
-	return k, true
+	return keyOf(b), true
 }
 
 func unhex(c byte) (byte, bool) {
@@ -47,21 +68,22 @@ func unhex(c byte) (byte, bool) {
 }
 
 func (a key) String() string {
-	var b [16]byte
-	for i := 0; i < 8; i++ {
-		b[i] = byte(a[0] >> (56 - 8*i))
-		b[8+i] = byte(a[1] >> (56 - 8*i))
-	}
+	b := a.bytes()
 	s := hex.EncodeToString(b[:])
 	return s[:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
 }
 
 // accountKey is the deterministic key of seeded record i: a splitmix64 hash shaped as a v4 GUID.
 func accountKey(i int) key {
-	k := key{mix(uint64(i)*2 + 1), mix(uint64(i)*2 + 2)}
-	k[0] = k[0]&^0xf000 | 0x4000 // version 4
-	k[1] = k[1]&^(0xc<<60) | 0x8<<60
-	return k
+	hi, lo := mix(uint64(i)*2+1), mix(uint64(i)*2+2)
+	hi = hi&^0xf000 | 0x4000 // version 4
+	lo = lo&^(0xc<<60) | 0x8<<60
+	var b [16]byte
+	for j := 0; j < 8; j++ {
+		b[j] = byte(hi >> (56 - 8*j))
+		b[8+j] = byte(lo >> (56 - 8*j))
+	}
+	return keyOf(b)
 }
 
 func mix(x uint64) uint64 {
@@ -214,5 +236,6 @@ func (t *table) create(id string) *record {
 func (t *table) remove(id string) {
 	if r := t.lookup(id); r != nil {
 		r.flags |= deleted
+		r.modified = time.Now().UnixNano() // the tombstone is a change a delta read reports
 	}
 }

@@ -142,8 +142,11 @@ func TestEnrichmentFaults(t *testing.T) {
 }
 
 // TestStorageRestartMidRun: Azurite is stopped and restarted (data persisted) while chunks run.
+// The shared service-protection budget falls back to each instance's local throttle with the last
+// known instance count (one warning per instance for the outage, one line when it is back), no
+// request goes into a penalty, and nothing is lost.
 func TestStorageRestartMidRun(t *testing.T) {
-	r := newRig(t, rigOptions{accounts: 2000, inactive: 20, env: []string{"DVBULK_CHUNK_SIZE=100"}})
+	r := newRig(t, rigOptions{accounts: 2000, inactive: 20, env: []string{"DVBULK_CHUNK_SIZE=100", "DVBULK_BUDGET_REFRESH=100ms", "DVBULK_BUDGET_HEARTBEAT=500ms"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	run := r.planOnly(ctx)
@@ -157,6 +160,36 @@ func TestStorageRestartMidRun(t *testing.T) {
 	sum := r.process(ctx, run)
 	checkCounts(t, sum, 2000)
 	r.checkEnriched()
+	c := r.dv.Counters()
+	if c.RequestsIntoPenalty != 0 || c.RequestsDuringRetryAfter != 0 {
+		t.Errorf("%d requests into a running penalty, %d inside a Retry-After during the outage", c.RequestsIntoPenalty, c.RequestsDuringRetryAfter)
+	}
+	warned := 0
+	for i := range 2 {
+		var down, back int
+		for _, line := range strings.Split(r.logs.String(), "\n") {
+			if !strings.HasPrefix(line, fmt.Sprintf("[%d] ", i)) {
+				continue
+			}
+			if strings.Contains(line, "shared service-protection state unreachable") {
+				down++
+				// The conservative ceiling: the share of the hint over the 2 instances last seen.
+				if !strings.Contains(line, `"instances":2`) {
+					t.Errorf("instance %d fell back without the last known instance count: %s", i, line)
+				}
+			}
+			if strings.Contains(line, "shared service-protection state readable again") {
+				back++
+			}
+		}
+		if down > 1 || back != down {
+			t.Errorf("instance %d logged the outage %d times and the recovery %d times, want at most once each, paired", i, down, back)
+		}
+		warned += down
+	}
+	if warned == 0 {
+		t.Error("no instance noticed the outage of the shared budget's store")
+	}
 }
 
 // TestPoisonAfterMaxDequeue: a chunk that fails on every delivery reaches the poison queue after

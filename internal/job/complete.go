@@ -31,12 +31,16 @@ type Summary struct {
 	Records          int                      `json:"records"`
 	Chunks           int                      `json:"chunks"`
 	Outcomes         map[pipeline.Outcome]int `json:"outcomes"`
-	Failures         []Failure                `json:"failures"`
-	FailuresListed   bool                     `json:"failuresComplete"`
-	DeadLettered     []DeadChunk              `json:"deadLettered"`
-	Changes          []Change                 `json:"changes,omitempty"` // dry run: what would be written
-	Stats            Stats                    `json:"stats"`
-	Writer           string                   `json:"w"`
+	// EnrichmentCallsSaved counts the records of an enrich job not sent to the service because they
+	// were fresh (one lookup each; with ENRICHMENT_BATCH_SIZE > 1 they would have shared requests).
+	EnrichmentCallsSaved int         `json:"enrichmentCallsSaved,omitempty"`
+	Full                 bool        `json:"full,omitempty"`
+	Failures             []Failure   `json:"failures"`
+	FailuresListed       bool        `json:"failuresComplete"`
+	DeadLettered         []DeadChunk `json:"deadLettered"`
+	Changes              []Change    `json:"changes,omitempty"` // dry run: what would be written
+	Stats                Stats       `json:"stats"`
+	Writer               string      `json:"w"`
 }
 
 // Failure is one record that did not end as intended.
@@ -65,6 +69,9 @@ type Change struct {
 // finishChunk counts a finished chunk into the run's progress (once, however often it is called) and
 // completes the run if it was the last.
 func (e *Engine) finishChunk(ctx context.Context, ch *Chunk) error {
+	if err := e.ledgerOnce(ctx, ch); err != nil {
+		return err
+	}
 	_, err := modify(ctx, e.Store, progressName(ch.Run), func(p *Progress) (*Progress, error) {
 		if p == nil {
 			p = &Progress{Run: ch.Run, Outcomes: map[pipeline.Outcome]int{}}
@@ -94,6 +101,26 @@ func (e *Engine) finishChunk(ctx context.Context, ch *Chunk) error {
 		return fmt.Errorf("%w: record progress: %w", ErrTransient, err)
 	}
 	return e.tryComplete(ctx, ch.Run)
+}
+
+// ledgerOnce records a finished chunk in the job's ledger unless its progress already counts it (the
+// ledger is updated before the progress, so a crash in between repeats only the harmless update).
+func (e *Engine) ledgerOnce(ctx context.Context, ch *Chunk) error {
+	if !slices.ContainsFunc(ch.Records, func(r Record) bool { return r.FP != "" }) {
+		return nil
+	}
+	prog, _, err := load[Progress](ctx, e.Store, progressName(ch.Run))
+	switch {
+	case err == nil && prog.has(ch.Seq):
+		return nil
+	case err != nil && !errors.Is(err, checkpoint.ErrNotFound):
+		return fmt.Errorf("%w: read progress: %v", ErrTransient, err)
+	}
+	man, _, err := load[Manifest](ctx, e.Store, manifestName(ch.Run))
+	if err != nil {
+		return fmt.Errorf("%w: read manifest of %s: %v", ErrTransient, ch.Run, err)
+	}
+	return e.recordLedger(ctx, man, ch)
 }
 
 // deadLetterChunk marks an abandoned chunk dead-lettered (used by the stale-run sweep for a chunk that
@@ -149,6 +176,9 @@ func (e *Engine) tryComplete(ctx context.Context, run string) error {
 	if _, err := create(ctx, e.Store, summaryName(run), sum); err != nil && !errors.Is(err, checkpoint.ErrConflict) {
 		return fmt.Errorf("%w: write summary: %w", ErrTransient, err)
 	} else if err == nil {
+		if err := e.commitDelta(ctx, man); err != nil {
+			return err
+		}
 		e.Log.Info().Str("run", run).Int("records", sum.Records).Interface("outcomes", sum.Outcomes).
 			Float64("seconds", sum.DurationSeconds).Msg("run complete")
 		defer e.completed(ctx, run) // after the manifest says done, so the report shows the final state
@@ -189,6 +219,14 @@ func (e *Engine) buildSummary(ctx context.Context, man *Manifest, prog *Progress
 	for o, n := range prog.Outcomes {
 		sum.Outcomes[o] = n
 	}
+	if man.Fresh > 0 {
+		sum.Outcomes[pipeline.Fresh] += man.Fresh
+		sum.Records += man.Fresh
+		if man.Spec.Transform.Kind == KindEnrich {
+			sum.EnrichmentCallsSaved = man.Fresh
+		}
+	}
+	sum.Full = man.Full
 	notable := slices.Clone(prog.Notable)
 	slices.Sort(notable)
 	for _, seq := range slices.Compact(notable) {

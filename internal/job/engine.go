@@ -13,6 +13,7 @@ import (
 	"dvbulk/internal/checkpoint"
 	"dvbulk/internal/dataverse"
 	"dvbulk/internal/enrich"
+	"dvbulk/internal/ledger"
 	"dvbulk/internal/pipeline"
 )
 
@@ -41,6 +42,11 @@ type Options struct {
 	ChunkSize     int           // overrides the spec's chunk size when > 0
 	DryRun        bool          // force every run started by this engine to be a dry run
 	ImportPrefix  string        // an import's source must be a blob name under this prefix ("" = anywhere in the container)
+	// Rules decide which records of an incremental job are sent (the zero value sends every record
+	// but still keeps the ledger; the settings default to 720h and 168h).
+	Rules ledger.Rules
+	// NoChangeTracking pages the table even where it tracks changes.
+	NoChangeTracking bool
 
 	// TransformBatch and TransformWorkers size an enrich chunk's transform stage: records per
 	// call group and groups at once. Zero derives both from the enricher's limits (its records
@@ -180,7 +186,7 @@ func (e *Engine) Handle(ctx context.Context, body []byte, d Delivery) (Result, e
 		if lerr != nil {
 			return e.deadLetter(body, d, &BadMessageError{Reason: lerr.Error()}), nil
 		}
-		res, err = e.Start(ctx, spec, StartOptions{Run: m.Run, DryRun: m.DryRun, RerunOf: m.RerunOf, Source: m.Source, Trigger: "queue", At: e.now()})
+		res, err = e.Start(ctx, spec, StartOptions{Run: m.Run, DryRun: m.DryRun, Full: m.Full, RerunOf: m.RerunOf, Source: m.Source, Trigger: "queue", At: e.now()})
 	case KindPlan:
 		res, err = e.planStep(ctx, m.Run, m.Cursor, m.Seq, e.Opt.PlanPages)
 	case KindChunk:

@@ -231,11 +231,12 @@ func (e *Engine) planImport(ctx context.Context, man *Manifest, cursor string, s
 			return Result{}, fmt.Errorf("%w: write import keys: %v", ErrTransient, err)
 		}
 	}
-	cursor = encodeCursor(pos)
+	next := encodeCursor(pos)
 	if done {
-		cursor = ""
+		next = ""
 	}
-	return e.recordPlanned(ctx, man, &res, cursor, seq, records, done, fmt.Sprintf("; %d records failed decoding or mapping", failed))
+	return e.recordPlanned(ctx, man, &res, planned{start: cursor, cursor: next, seq: seq, records: records, done: done,
+		note: fmt.Sprintf("; %d records failed decoding or mapping", failed)})
 }
 
 func sourceOf(im *ImportSpec, target string) string {

@@ -48,6 +48,7 @@ type Message struct {
 	DryRun  bool   `json:"dryRun,omitempty"`
 	RerunOf string `json:"rerunOf,omitempty"` // re-run only the failed records of this run
 	Source  string `json:"source,omitempty"`  // an import's blob name under the import container and prefix
+	Full    bool   `json:"full,omitempty"`    // every record eligible, whatever the ledger says
 
 	// plan
 	Cursor string `json:"cursor,omitempty"` // @odata.nextLink to continue from; "" = the first page

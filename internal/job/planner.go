@@ -10,7 +10,6 @@ import (
 
 	"dvbulk/internal/checkpoint"
 	"dvbulk/internal/ctxutil"
-	"dvbulk/internal/dataverse"
 	"dvbulk/internal/pipeline"
 )
 
@@ -19,6 +18,7 @@ type StartOptions struct {
 	Run     string    // explicit run id; default derived from the job and At
 	At      time.Time // scheduled time (timer) or now
 	DryRun  bool
+	Full    bool   // every record eligible, whatever the job's ledger says
 	RerunOf string // re-run only the failed records of that run
 	Source  string // an import's source blob
 	Trigger string // timer, queue, cli
@@ -127,7 +127,8 @@ func (e *Engine) createRun(ctx context.Context, spec *Spec, o StartOptions) (Res
 	}
 	now := e.now().UTC()
 	man := Manifest{Run: o.Run, Job: spec.Name, Spec: spec, DryRun: o.DryRun || e.Opt.DryRun, RerunOf: o.RerunOf,
-		Trigger: o.Trigger, State: RunPlanning, Created: now, Updated: now, Writer: nonce()}
+		Trigger: o.Trigger, State: RunPlanning, Created: now, Updated: now, Writer: nonce(),
+		Incremental: spec.IsIncremental(), Full: o.Full}
 	if spec.Import != nil {
 		man.Source, man.SourceVersion, man.Header = o.Source, o.version, o.header
 	}
@@ -143,7 +144,7 @@ func (e *Engine) createRun(ctx context.Context, spec *Spec, o StartOptions) (Res
 		}
 		return Result{}, fmt.Errorf("%w: create manifest: %w", ErrTransient, err)
 	}
-	zerolog.Ctx(ctx).Info().Str("run", o.Run).Bool("dry_run", man.DryRun).Str("trigger", o.Trigger).Msg("run started")
+	zerolog.Ctx(ctx).Info().Str("run", o.Run).Bool("dry_run", man.DryRun).Bool("full", man.Full).Str("trigger", o.Trigger).Msg("run started")
 	// The first step plans one page only, so chunks start flowing as soon as it returns (the host binds
 	// its output messages only then); the plan message it hands on plans PlanPages pages per step.
 	res, err := e.planStep(ctx, o.Run, "", 0, 1)
@@ -168,20 +169,23 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 		return e.planImport(ctx, man, cursor, seq, maxPages)
 	}
 	spec := man.Spec
-	pageSize := spec.PlanPageSize()
 	e.observer().Touch(run)
-	q := dataverse.Query{Table: dvTable(spec), Select: spec.SelectColumns(), Filter: spec.Filter,
-		OrderBy: spec.Table.Key + " asc", PageSize: pageSize}
-	records, done := 0, false
+	startCursor := cursor
+	records, fresh, done, deltaNext := 0, 0, false, ""
 	deadline, hasDeadline := ctx.Deadline()
 	margin := e.yieldMargin(ctx)
 	for pages := 0; ; pages++ {
-		page, err := e.DV.QueryPage(ctx, q, cursor)
+		page, err := e.planPage(ctx, man, cursor)
 		if err != nil {
-			return Result{}, fmt.Errorf("%w: read page of %s: %w", ErrTransient, spec.Table.EntitySet, err)
+			return Result{}, err
 		}
-		for start := 0; start < len(page.Records); start += spec.ChunkSize {
-			part := page.Records[start:min(start+spec.ChunkSize, len(page.Records))]
+		recs := page.recs
+		fresh += page.fresh
+		if page.deltaLink != "" {
+			deltaNext = page.deltaLink
+		}
+		for start := 0; start < len(recs); start += spec.ChunkSize {
+			part := recs[start:min(start+spec.ChunkSize, len(recs))]
 			msg, err := e.planChunk(ctx, man, seq, part)
 			if err != nil {
 				return Result{}, err
@@ -190,7 +194,7 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 			records += len(part)
 			seq++
 		}
-		cursor = page.NextLink
+		cursor = page.next
 		if cursor == "" {
 			done = true
 			break
@@ -199,20 +203,38 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 			break
 		}
 	}
-	return e.recordPlanned(ctx, man, &res, cursor, seq, records, done, "")
+	return e.recordPlanned(ctx, man, &res, planned{start: startCursor, cursor: cursor, seq: seq, records: records, fresh: fresh, deltaNext: deltaNext, done: done})
+}
+
+// planned is what one planning step did: from cursor start to cursor, chunks up to seq.
+type planned struct {
+	start, cursor string
+	seq, records  int
+	fresh         int
+	deltaNext     string
+	done          bool
+	note          string // ends the log line
 }
 
 // recordPlanned records a planning step in the manifest and hands planning on: a plan message
-// from cursor when it is not done; the run may complete when it is. note ends the log line.
-func (e *Engine) recordPlanned(ctx context.Context, man *Manifest, res *Result, cursor string, seq, records int, done bool, note string) (Result, error) {
+// from its cursor when it is not done; the run may complete when it is.
+func (e *Engine) recordPlanned(ctx context.Context, man *Manifest, res *Result, p planned) (Result, error) {
 	run := man.Run
+	cursor, seq, records, fresh, deltaNext, done, startCursor := p.cursor, p.seq, p.records, p.fresh, p.deltaNext, p.done, p.start
 	if _, err := modify(ctx, e.Store, manifestName(run), func(m *Manifest) (*Manifest, error) {
-		if m == nil || seq <= m.NextSeq && !(done && !m.PlanningDone) {
+		// A step is recorded once: by the delivery that finds the manifest still at its start cursor.
+		// (Fresh records make chunk-less steps, so the sequence number alone cannot tell.)
+		if m == nil || m.PlanningDone || m.Cursor != startCursor {
 			return nil, errNoChange // a redelivered step: already recorded
 		}
-		if seq > m.NextSeq {
-			m.PlannedRecords += records
-			m.NextSeq = seq
+		m.PlannedRecords += records + fresh
+		m.Fresh += fresh
+		m.NextSeq = max(m.NextSeq, seq)
+		if deltaNext != "" {
+			m.DeltaNext = deltaNext
+		}
+		if man.DeltaFailed {
+			m.DeltaFailed = true // the delta link failed: this step fell back to a full read
 		}
 		m.Cursor = cursor
 		m.PlanningDone = done
@@ -237,7 +259,7 @@ func (e *Engine) recordPlanned(ctx context.Context, man *Manifest, res *Result, 
 		}
 		res.Enqueue = append(res.Enqueue, s)
 	}
-	res.logf("planned %d records in %d chunks (through chunk %d); planning %s%s", records, len(res.Enqueue)-boolInt(!done), seq, map[bool]string{true: "complete", false: "continues"}[done], note)
+	res.logf("planned %d records in %d chunks (through chunk %d), %d fresh; planning %s%s", p.records, len(res.Enqueue)-boolInt(!p.done), p.seq, p.fresh, map[bool]string{true: "complete", false: "continues"}[p.done], p.note)
 	if done {
 		if err := e.tryComplete(ctx, run); err != nil {
 			return *res, err
@@ -247,15 +269,8 @@ func (e *Engine) recordPlanned(ctx context.Context, man *Manifest, res *Result, 
 }
 
 // planChunk writes one chunk's checkpoint (if it does not exist yet) and returns its message.
-func (e *Engine) planChunk(ctx context.Context, man *Manifest, seq int, rows []dataverse.Record) (string, error) {
-	ch := Chunk{Run: man.Run, Seq: seq, State: ChunkPending, Updated: e.now().UTC(), Writer: nonce()}
-	for _, row := range rows {
-		rec, err := toRecord(man.Spec, row)
-		if err != nil {
-			return "", err
-		}
-		ch.Records = append(ch.Records, rec)
-	}
+func (e *Engine) planChunk(ctx context.Context, man *Manifest, seq int, recs []Record) (string, error) {
+	ch := Chunk{Run: man.Run, Seq: seq, State: ChunkPending, Updated: e.now().UTC(), Writer: nonce(), Records: recs}
 	ids := chunkIDs(&ch)
 	if _, err := create(ctx, e.Store, chunkName(man.Run, seq), ch); err != nil {
 		if !errors.Is(err, checkpoint.ErrConflict) {
@@ -319,7 +334,15 @@ func (e *Engine) planRerun(ctx context.Context, man *Manifest) (Result, error) {
 		if len(rows) == 0 {
 			continue // all deleted since
 		}
-		msg, err := e.planChunk(ctx, man, seq, rows)
+		recs, err := toRecords(man.Spec, rows)
+		if err != nil {
+			return Result{}, err
+		}
+		// A re-run asks about every record it names.
+		if recs, _, err = e.siftAs(ctx, man, recs, siftAll); err != nil {
+			return Result{}, err
+		}
+		msg, err := e.planChunk(ctx, man, seq, recs)
 		if err != nil {
 			return Result{}, err
 		}

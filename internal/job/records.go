@@ -10,6 +10,19 @@ import (
 // The records of a chunk checkpoint are the job's columns of each Dataverse row, normalized so values
 // from Dataverse, the enrichment service and expressions compare equal when they mean the same thing.
 
+// toRecords turns rows into chunk records.
+func toRecords(spec *Spec, rows []dataverse.Record) ([]Record, error) {
+	recs := make([]Record, 0, len(rows))
+	for _, row := range rows {
+		rec, err := toRecord(spec, row)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, rec)
+	}
+	return recs, nil
+}
+
 // toRecord turns a row into a chunk record with normalized current values.
 func toRecord(spec *Spec, row dataverse.Record) (Record, error) {
 	rawID, _ := row[spec.Table.Key].(string)

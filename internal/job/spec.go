@@ -50,6 +50,9 @@ type Spec struct {
 	Import      *ImportSpec       `json:"import,omitempty"` // an import job's file and mapping
 	ChunkSize   int               `json:"chunkSize,omitempty"`
 	PageSize    int               `json:"pageSize,omitempty"`
+	// Incremental makes a recalculate job recompute only records whose inputs changed since they were
+	// last recomputed (enrich jobs are always incremental; see internal/ledger).
+	Incremental bool `json:"incremental,omitempty"`
 }
 
 // Table names the Dataverse table a job runs over.
@@ -247,6 +250,9 @@ func (s *Spec) validateTransform(bad func(string, string, ...any) error) error {
 			return err
 		}
 	case KindAction:
+		if s.Incremental {
+			return bad("incremental", "an action job cannot be incremental (the action is the write; nothing tells its inputs apart)")
+		}
 		if !actionRE.MatchString(t.Action) {
 			return bad("transform.action", "must be an action or Custom API unique name, got %q", t.Action)
 		}

@@ -80,6 +80,21 @@ type Manifest struct {
 	NextSeq        int    `json:"nextSeq"`          // the next chunk's sequence number
 	PlannedRecords int    `json:"plannedRecords"`
 	PlanningDone   bool   `json:"planningDone"`
+	// Incremental runs consult and keep the job's fingerprint ledger; Full makes every record
+	// eligible (the ledger is still updated); Fresh counts the records planned as fresh (not sent,
+	// not written, in no chunk).
+	Incremental bool `json:"incremental,omitempty"`
+	Full        bool `json:"full,omitempty"`
+	Fresh       int  `json:"fresh,omitempty"`
+	// Tracking is how the run reads the table: "" pages it with the job's filter; "full" is a
+	// change-tracking read of every row (it yields the first delta link); "delta" first scans the
+	// ledger for the records due whatever their inputs, then reads the changes since DeltaFrom. DeltaNext is the link a
+	// completed run keeps for the next one.
+	Tracking  string `json:"tracking,omitempty"`
+	DeltaFrom string `json:"deltaFrom,omitempty"`
+	DeltaNext string `json:"deltaNext,omitempty"`
+	// DeltaFailed says the delta link failed and the run read the whole table instead.
+	DeltaFailed bool `json:"deltaFailed,omitempty"`
 
 	// An import's source blob, its version when the run started, the CSV header (a chunk of
 	// planning resumes mid-file without it), and why planning stopped early if the rest of the
@@ -106,6 +121,9 @@ type Record struct {
 	Outcome pipeline.Outcome `json:"outcome,omitempty"` // "" while pending
 	Reason  string           `json:"reason,omitempty"`
 	Changed map[string]any   `json:"changed,omitempty"` // what was (or, in a dry run, would be) written
+	// FP is the fingerprint (hex) of the job version and the inputs as planned, recorded in the
+	// ledger once the outcome is durable; "" when the run does not keep the ledger.
+	FP string `json:"fp,omitempty"`
 }
 
 // Chunk is the checkpoint of one chunk: its records with their outcomes, and who owns it.

@@ -30,6 +30,7 @@ const (
 	Failed              = "failed"       // permanent failure, with a reason
 	Skipped             = "skipped"      // deliberately not written (e.g. edited by someone else since read)
 	WouldUpdate         = "would-update" // dry run: would have been written
+	Fresh               = "fresh"        // incremental run: inputs unchanged and answered recently; not sent, not written
 )
 
 // Item is one record to process.

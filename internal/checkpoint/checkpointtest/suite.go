@@ -3,8 +3,10 @@ package checkpointtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -72,6 +74,57 @@ func Run(t *testing.T, newStore func(t *testing.T) checkpoint.Store) {
 		})
 		if wins != 1 {
 			t.Fatalf("%d updates won, want exactly 1", wins)
+		}
+	})
+	// Shared documents that every instance edits (the service-protection budget's) rely on this: a
+	// read-modify-write that retries on ErrConflict never loses another writer's change.
+	t.Run("ReadModifyWriteLosesNoUpdate", func(t *testing.T) {
+		st := newStore(t)
+		const name, writers = "budget/env/user.json", 8
+		if _, err := st.Create(ctx, name, []byte(`[]`)); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for attempt := 0; attempt < 500; attempt++ {
+					data, e, err := st.Get(ctx, name)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					var ids []int
+					if err := json.Unmarshal(data, &ids); err != nil {
+						t.Error(err)
+						return
+					}
+					next, _ := json.Marshal(append(ids, i))
+					_, err = st.Update(ctx, name, next, e)
+					if err == nil {
+						return
+					}
+					if !errors.Is(err, checkpoint.ErrConflict) {
+						t.Error(err)
+						return
+					}
+				}
+				t.Errorf("writer %d never won", i)
+			}()
+		}
+		wg.Wait()
+		data, _, err := st.Get(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []int
+		if err := json.Unmarshal(data, &ids); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(ids)
+		if want := []int{0, 1, 2, 3, 4, 5, 6, 7}; !slices.Equal(ids, want) {
+			t.Fatalf("document holds %v, want every writer once: %v", ids, want)
 		}
 	})
 	t.Run("ListIsOrderedAndFiltered", func(t *testing.T) {
