@@ -51,6 +51,9 @@ type Config struct {
 	Container     string
 	CheckpointDir string
 
+	ImportContainer string // DVBULK_IMPORT_CONTAINER: where import jobs' files are
+	ImportPrefix    string // DVBULK_IMPORT_PREFIX, with a trailing slash ("" = the whole container)
+
 	Job       *job.Spec
 	JobRef    string
 	JobsDir   string       // DVBULK_JOBS_DIR resolved against the app root
@@ -105,6 +108,8 @@ var Settings = []Setting{
 	{"DVBULK_CHECKPOINT_STORE", StoreBlob, "where the Functions app keeps checkpoints: blob (AzureWebJobsStorage) or dir (DVBULK_CHECKPOINT_DIR, one machine only)"},
 	{"DVBULK_CHECKPOINT_CONTAINER", "dvbulk-checkpoints", "blob container that holds checkpoints"},
 	{"DVBULK_CHECKPOINT_DIR", ".dvbulk", "local checkpoint directory for the console (run/status --store dir)"},
+	{"DVBULK_IMPORT_CONTAINER", "dvbulk-imports", "blob container (in AzureWebJobsStorage's account) that import jobs read their files from"},
+	{"DVBULK_IMPORT_PREFIX", "imports/", "an import's source must be a blob name under this prefix of DVBULK_IMPORT_CONTAINER"},
 	{"DVBULK_JOB", "nightly-enrichment", "the timer's job: a built-in job, a job from DVBULK_JOBS_DIR (by name), or a path to a job .json file"},
 	{"DVBULK_JOBS_DIR", DefaultJobsDir, "directory of custom job specs (*.json), relative to the app root; all are validated at start and start messages may name them; the default may be absent (no custom jobs), a directory set here must exist"},
 	{"DVBULK_SCHEDULE", "0 0 2 * * *", "EnrichTimer's NCRONTAB schedule (read by the Functions host)"},
@@ -175,6 +180,17 @@ func Load(getenv func(string) string, needDataverse bool) (*Config, error) {
 		return nil, fail("DVBULK_CHECKPOINT_CONTAINER", "must be 3-63 lowercase letters, digits or '-', got %q", c.Container)
 	}
 	c.CheckpointDir = get("DVBULK_CHECKPOINT_DIR")
+	c.ImportContainer = get("DVBULK_IMPORT_CONTAINER")
+	if !validContainer(c.ImportContainer) {
+		return nil, fail("DVBULK_IMPORT_CONTAINER", "must be 3-63 lowercase letters, digits or '-', got %q", c.ImportContainer)
+	}
+	c.ImportPrefix = strings.TrimSuffix(get("DVBULK_IMPORT_PREFIX"), "/")
+	if c.ImportPrefix != "" {
+		if err := job.CheckSource(c.ImportPrefix, ""); err != nil {
+			return nil, fail("DVBULK_IMPORT_PREFIX", "must be a blob name prefix such as imports/: %v", err)
+		}
+		c.ImportPrefix += "/"
+	}
 
 	ints := []struct {
 		name     string

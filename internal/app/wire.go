@@ -10,6 +10,7 @@ import (
 	"dvbulk/internal/checkpoint"
 	"dvbulk/internal/dataverse"
 	"dvbulk/internal/enrich"
+	"dvbulk/internal/importsrc"
 	"dvbulk/internal/job"
 	"dvbulk/internal/ledger"
 )
@@ -52,16 +53,32 @@ func NewEngine(cfg *Config, st checkpoint.Store, log zerolog.Logger, opts ...Eng
 		en, enc = c, c
 	}
 	e := &job.Engine{
-		Store: st, DV: dv, Enricher: en, Log: log, Jobs: cfg.Jobs,
+		Store: st, DV: dv, Enricher: en, Log: log, Jobs: cfg.Jobs, Imports: importSource(cfg, log),
 		Instance: instance,
 		Opt: job.Options{Lease: cfg.Lease, FlushInterval: cfg.Flush, StaleAfter: cfg.StaleAfter, PlanPages: cfg.PlanPages,
 			// TransformBatch is left to the enrichment client's records per request now (learned).
-			ChunkSize: cfg.ChunkSize, DryRun: cfg.DryRun, TransformWorkers: cfg.TWorkers, WriteWorkers: cfg.WWorkers,
+			ChunkSize: cfg.ChunkSize, DryRun: cfg.DryRun, TransformWorkers: cfg.TWorkers, WriteWorkers: cfg.WWorkers, ImportPrefix: cfg.ImportPrefix,
 			Rules: ledger.Rules{RefreshAfter: cfg.RefreshAfter, NoMatchRetryAfter: cfg.NoMatchRetry}},
 	}
 	e.Init()
 	attachTelemetry(cfg, st, e, dv, enc, log)
 	return e, dv, nil
+}
+
+// importSource is the import container in the storage account of AzureWebJobsStorage, or nil
+// when no storage is configured (import jobs are then refused with a reason naming the setting).
+func importSource(cfg *Config, log zerolog.Logger) job.ImportSource {
+	bc, err := cfg.Storage.blobConfig()
+	if err != nil {
+		return nil
+	}
+	bc.Container = cfg.ImportContainer
+	src, err := importsrc.NewBlob(bc)
+	if err != nil {
+		log.Warn().Err(err).Msg("import source unavailable; import jobs will be refused")
+		return nil
+	}
+	return src
 }
 
 // InstanceName names this process among the app's instances: host-pid.

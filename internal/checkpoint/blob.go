@@ -79,6 +79,20 @@ type Blob struct {
 
 // NewBlob connects to the container, creating it if missing.
 func NewBlob(ctx context.Context, cfg BlobConfig) (*Blob, error) {
+	c, err := cfg.ContainerClient()
+	if err != nil {
+		return nil, err
+	}
+	b := &Blob{c: c}
+	if _, err := b.c.Create(ctx, nil); err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
+		return nil, fmt.Errorf("checkpoint: create container %s: %s", cfg.Container, Redact(err.Error()))
+	}
+	return b, nil
+}
+
+// ContainerClient returns a client of cfg's container (without touching the network), for the
+// store and for other readers of the same account (import files).
+func (cfg BlobConfig) ContainerClient() (*container.Client, error) {
 	if cfg.Container == "" {
 		return nil, errors.New("checkpoint: no container name")
 	}
@@ -95,11 +109,7 @@ func NewBlob(ctx context.Context, cfg BlobConfig) (*Blob, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: blob client: %s", Redact(err.Error()))
 	}
-	b := &Blob{c: svc.ServiceClient().NewContainerClient(cfg.Container)}
-	if _, err := b.c.Create(ctx, nil); err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
-		return nil, fmt.Errorf("checkpoint: create container %s: %s", cfg.Container, Redact(err.Error()))
-	}
-	return b, nil
+	return svc.ServiceClient().NewContainerClient(cfg.Container), nil
 }
 
 func mapErr(err error) error {

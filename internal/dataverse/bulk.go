@@ -1,9 +1,7 @@
 package dataverse
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -151,42 +149,10 @@ func (c *Client) UpdateMultiple(ctx context.Context, t Table, ups []Update, o Wr
 }
 
 func (c *Client) updateMultiple(ctx context.Context, t Table, ps []prep, hdr http.Header) error {
-	var b bytes.Buffer
-	b.WriteString(`{"Targets":[`)
-	typ, _ := json.Marshal("Microsoft.Dynamics.CRM." + t.LogicalName)
-	for i, p := range ps {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		// p.body is the fields object; splice the type and key in front of its members.
-		fmt.Fprintf(&b, `{"@odata.type":%s,"%s":"%s"`, typ, t.Key, p.id)
-		if inner := bytes.TrimSpace(p.body[1 : len(p.body)-1]); len(inner) > 0 {
-			b.WriteByte(',')
-			b.Write(inner)
-		}
-		b.WriteByte('}')
-	}
-	b.WriteString(`]}`)
-	op := fmt.Sprintf("UpdateMultiple %s (%d records)", t.EntitySet, len(ps))
-	resp, err := c.do(ctx, &request{
-		op:          op,
-		method:      http.MethodPost,
-		url:         c.api + t.EntitySet + "/Microsoft.Dynamics.CRM.UpdateMultiple",
-		header:      hdr.Clone(),
-		body:        b.Bytes(),
-		contentType: "application/json; charset=utf-8",
-		bisected:    true,
-	})
-	if err != nil {
-		return err
-	}
-	if ae := resp.apiError(); ae != nil {
-		if unsupportedMessage(ae, "UpdateMultiple") {
-			return fmt.Errorf("dataverse: %s: %w: %w", op, ErrNotSupported, ae)
-		}
-		return fmt.Errorf("dataverse: %s: %w", op, ae)
-	}
-	return nil
+	_, err := c.postTargets(ctx, t, "UpdateMultiple", len(ps), func(i int) (string, []byte) {
+		return fmt.Sprintf(`"%s":"%s"`, t.Key, ps[i].id), ps[i].body
+	}, hdr)
+	return err
 }
 
 // SupportsUpdateMultiple asks sdkmessagefilters whether the table has UpdateMultiple, as the

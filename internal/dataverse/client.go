@@ -96,7 +96,7 @@ type Client struct {
 
 	batchLimit  atomic.Int64 // largest batch the server accepted recently; 0 = unknown
 	bulkMu      sync.Mutex
-	bulkSupport map[string]bool // logical name -> UpdateMultiple available
+	bulkSupport map[string]bool // "<message>:<logical name>" -> bulk message available
 
 	newBoundary func(prefix string) string
 }

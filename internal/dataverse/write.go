@@ -9,8 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-
-	"golang.org/x/sync/errgroup"
 )
 
 // Update is a change to one existing record. IfMatch "" means "*": update only, never create
@@ -100,6 +98,31 @@ func (o WriteOptions) normalized() (WriteOptions, error) {
 	return o, nil
 }
 
+// byMode hands ps to the write path of mode m.
+func byMode[T any](ctx context.Context, m WriteMode, ps []T, single, batch, bulk func(context.Context, []T)) {
+	switch m {
+	case ModeSingle:
+		single(ctx, ps)
+	case ModeBatch:
+		batch(ctx, ps)
+	case ModeBulk:
+		bulk(ctx, ps)
+	}
+}
+
+// forTable validates t and o and returns o with its defaults and its headers.
+func (o WriteOptions) forTable(t Table) (WriteOptions, http.Header, error) {
+	if err := t.validate(); err != nil {
+		return o, nil, err
+	}
+	o, err := o.normalized()
+	if err != nil {
+		return o, nil, err
+	}
+	hdr, err := o.headers()
+	return o, hdr, err
+}
+
 // headers returns the optional-parameter headers. In a $batch they go on every inner request:
 // Dataverse reads them per operation.
 func (o WriteOptions) headers() (http.Header, error) {
@@ -187,14 +210,7 @@ func resultFor(id string, err error) Result {
 // results are returned even then, the unwritten records as Failed with that cause, so callers
 // can retry just those later.
 func (c *Client) Update(ctx context.Context, t Table, ups []Update, o WriteOptions) ([]Result, error) {
-	if err := t.validate(); err != nil {
-		return nil, err
-	}
-	o, err := o.normalized()
-	if err != nil {
-		return nil, err
-	}
-	hdr, err := o.headers()
+	o, hdr, err := o.forTable(t)
 	if err != nil {
 		return nil, err
 	}
@@ -214,14 +230,7 @@ func (c *Client) Update(ctx context.Context, t Table, ups []Update, o WriteOptio
 		}
 	}
 	w := writer{c: c, t: t, o: o, hdr: hdr, results: results}
-	switch o.Mode {
-	case ModeSingle:
-		w.single(ctx, preps)
-	case ModeBatch:
-		w.batch(ctx, preps)
-	case ModeBulk:
-		w.bulk(ctx, preps)
-	}
+	byMode(ctx, o.Mode, preps, w.single, w.batch, w.bulk)
 	if err := ctx.Err(); err != nil {
 		return results, fmt.Errorf("dataverse: update %s: %w", t.EntitySet, err)
 	}
@@ -251,15 +260,7 @@ func (w *writer) failAll(ps []prep, err error) {
 }
 
 func (w *writer) single(ctx context.Context, ps []prep) {
-	var g errgroup.Group
-	g.SetLimit(w.c.cfg.MaxConcurrency)
-	for _, p := range ps {
-		g.Go(func() error {
-			w.set(p, w.c.patch(ctx, w.t, p, w.hdr))
-			return nil
-		})
-	}
-	_ = g.Wait()
+	eachChunk(w.c.cfg.MaxConcurrency, 1, ps, func(c []prep) { w.set(c[0], w.c.patch(ctx, w.t, c[0], w.hdr)) })
 }
 
 // Patch updates one record with PATCH <set>(<id>) and If-Match (never creates).

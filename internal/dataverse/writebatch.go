@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"slices"
 
-	"golang.org/x/sync/errgroup"
-
 	"dvbulk/internal/backoff"
 	"dvbulk/internal/ctxutil"
 )
@@ -16,15 +14,54 @@ import (
 // batch writes ps as $batch requests of at most BatchSize (and at most the learned server limit)
 // operations with continue-on-error, concurrently under the client's limiter.
 func (w *writer) batch(ctx context.Context, ps []prep) {
-	var g errgroup.Group
-	g.SetLimit(w.c.cfg.MaxConcurrency)
-	for chunk := range slices.Chunk(ps, w.c.batchCap(w.o.BatchSize)) {
-		g.Go(func() error {
-			w.batchChunk(ctx, chunk)
-			return nil
-		})
+	eachChunk(w.c.cfg.MaxConcurrency, w.c.batchCap(w.o.BatchSize), ps, func(c []prep) { w.batchChunk(ctx, c) })
+}
+
+// splitSize is the group size to retry with after a batch of n operations was refused as too
+// large: the limit the server named, or half when it named none (a 413 size refusal).
+func splitSize(err error, n int) (int, bool) {
+	if !errors.Is(err, ErrBatchTooLarge) || n <= 1 {
+		return 0, false
 	}
-	_ = g.Wait()
+	m := MaxBatchSize(err)
+	if m <= 0 || m >= n {
+		m = (n + 1) / 2
+	}
+	return m, true
+}
+
+// sendOps sends ps (one operation each) as one $batch with continue-on-error and returns the
+// parts by operation. A size refusal is an outcome, not an error: ps are re-sent via again in
+// groups the server allows and ok is false, as it is when fail got the error for all of ps.
+func sendOps[T any](ctx context.Context, c *Client, ps []T, op func(T) BatchOp, again func([]T), fail func([]T, error)) (map[int]BatchResponse, bool) {
+	ops := make([]BatchOp, len(ps))
+	for i, p := range ps {
+		ops[i] = op(p)
+	}
+	parts, err := c.Batch(ctx, ops, true)
+	if err != nil {
+		if n, ok := splitSize(err, len(ps)); ok {
+			c.st.splits.Add(1)
+			for sub := range slices.Chunk(ps, n) {
+				again(sub)
+			}
+			return nil, false
+		}
+		fail(ps, err)
+		return nil, false
+	}
+	return partsByIndex(parts), true
+}
+
+// partsByIndex maps response parts to the operation they answer (the first part of each).
+func partsByIndex(parts []BatchResponse) map[int]BatchResponse {
+	byPart := make(map[int]BatchResponse, len(parts))
+	for _, r := range parts {
+		if _, dup := byPart[r.Part]; !dup {
+			byPart[r.Part] = r
+		}
+	}
+	return byPart
 }
 
 func (w *writer) patchOp(p prep) BatchOp {
@@ -56,31 +93,9 @@ func (w *writer) batchChunk(ctx context.Context, ps []prep) {
 			}
 			return
 		}
-		ops := make([]BatchOp, len(pending))
-		for i, p := range pending {
-			ops[i] = w.patchOp(p)
-		}
-		parts, err := w.c.Batch(ctx, ops, true)
-		if err != nil {
-			if errors.Is(err, ErrBatchTooLarge) && len(pending) > 1 {
-				n := MaxBatchSize(err)
-				if n <= 0 || n >= len(pending) {
-					n = (len(pending) + 1) / 2 // a size (413) rather than a count refusal: halve
-				}
-				w.c.st.splits.Add(1)
-				for sub := range slices.Chunk(pending, n) {
-					w.batchChunk(ctx, sub)
-				}
-				return
-			}
-			w.failAll(pending, err)
+		byPart, ok := sendOps(ctx, w.c, pending, w.patchOp, func(sub []prep) { w.batchChunk(ctx, sub) }, w.failAll)
+		if !ok {
 			return
-		}
-		byPart := make(map[int]BatchResponse, len(parts))
-		for _, r := range parts {
-			if _, dup := byPart[r.Part]; !dup {
-				byPart[r.Part] = r
-			}
 		}
 		var again []prep
 		var lastErr error

@@ -3,6 +3,7 @@ package dvsim
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -103,6 +104,7 @@ func (s *Sim) changeSet(ops []batchPart) ([]*answer, int) {
 	}
 	snap := map[string]saved{}
 	var answers []*answer
+	var journals []*[]change // declared-table writes of each operation, undone on failure
 	for n, op := range ops {
 		if id := idOf(op.req.URL.Path); id != "" {
 			if _, seen := snap[id]; !seen {
@@ -115,9 +117,15 @@ func (s *Sim) changeSet(ops []batchPart) ([]*answer, int) {
 				snap[id] = sv
 			}
 		}
+		journal := &[]change{}
+		op.req = op.req.WithContext(context.WithValue(op.req.Context(), journalKey{}, journal))
 		a := s.route(op.req, op.body, false)
+		journals = append(journals, journal)
 		if a.status >= 400 {
 			s.mu.Lock()
+			for i := len(journals) - 1; i >= 0; i-- {
+				undo(*journals[i])
+			}
 			for id, sv := range snap {
 				switch r := s.tab.lookup(id); {
 				case !sv.exists:

@@ -9,7 +9,7 @@ import (
 
 // columns are the account columns the simulator knows, with their JSON types.
 var columns = map[string]string{
-	"accountid": "guid", "name": "string", "websiteurl": "string", "description": "string",
+	"accountid": "guid", "accountnumber": "string", "name": "string", "websiteurl": "string", "description": "string",
 	"numberofemployees": "int", "revenue": "decimal", "industrycode": "int",
 	"statecode": "int", "statuscode": "int", "_ownerid_value": "guid", "versionnumber": "int", "modifiedon": "datetime",
 }

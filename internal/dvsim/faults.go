@@ -15,6 +15,7 @@ type Faults struct {
 	stormCode  string
 	stormUntil time.Time
 	reject     map[string]bool
+	loseN      int // write answers to drop after the write was applied (faults_lost.go)
 }
 
 // ServerErrors makes the next n requests answer status (500 or 503) with the code 0x80040216 ("An

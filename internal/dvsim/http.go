@@ -80,13 +80,8 @@ func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 	latency := s.scale(s.cfg.Latency) + slow
 	if drop {
 		s.c.dropped.Add(1)
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				conn.Close()
-				return
-			}
-		}
-		panic(http.ErrAbortHandler)
+		abort(w)
+		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 128<<20))
 	if err != nil {
@@ -116,6 +111,11 @@ func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 	s.c.execTotal.Add(int64(s.scale(a.cost)))
 	if len(a.writes) > 0 && s.cfg.OnWrite != nil {
 		s.cfg.OnWrite(a.writes)
+	}
+	if len(a.writes) > 0 && s.faults.loseAnswer() {
+		s.c.dropped.Add(1)
+		abort(w)
+		return
 	}
 	s.reply(w, sv, user, client, latency, a)
 }
@@ -224,6 +224,9 @@ func (s *Sim) route(r *http.Request, body []byte, top bool) *answer {
 	if m := actionRE.FindStringSubmatch(path); m != nil && r.Method == http.MethodPost {
 		kind("action", 1)
 		return s.action(strings.ToLower(m[1]), m[2])
+	}
+	if a := s.routeTable(r, path, body, kind); a != nil {
+		return a
 	}
 	seg := setRE.FindString(path)
 	return errAnswer(http.StatusNotFound, "0x8006088a", fmt.Sprintf("Resource not found for the segment '%s'.", seg))
@@ -391,6 +394,9 @@ func (s *Sim) probe(r *http.Request) *answer {
 	f := r.URL.Query().Get("$filter")
 	if !s.cfg.NoUpdateMultiple && strings.Contains(f, "'UpdateMultiple'") && strings.Contains(f, "'account'") {
 		value = append(value, map[string]string{"sdkmessagefilterid": "6b1c5b4e-0000-4000-8000-00000000f11e"})
+	}
+	if s.tableSupports(f) {
+		value = append(value, map[string]string{"sdkmessagefilterid": "6b1c5b4e-0000-4000-8000-00000000f11f"})
 	}
 	return jsonAnswer(http.StatusOK, map[string]any{"value": value}, s.cfg.Cost.PageRead/10)
 }

@@ -5,6 +5,12 @@
 // request-count and execution-time limits over a sliding window, 429 with a growing Retry-After,
 // x-ms-dop-hint, an ARRAffinity cookie), with a cost model, a time scale and fault injection.
 //
+// Beside accounts it serves declared tables (contacts: TableDef) with typed columns, lookups
+// written as <nav>@odata.bind, alternate keys, create, upsert, CreateMultiple and UpsertMultiple,
+// and the platform's errors for a duplicate key (0x80040237), a duplicate alternate key
+// (0x80060892), an undefined key and a missing lookup target; accounts have a derived, read-only
+// alternate key accountnumber (ACC-000042 for seeded record 42) for lookups to resolve.
+//
 // The table is a sorted array of 128-bit keys with 48-byte records beside it (64 bytes a record;
 // seeded names derive from the record's index), so a million records take about 64 MB and a page
 // costs O(page) from the key after the paging cookie.
@@ -50,6 +56,8 @@ type Config struct {
 	Cost             Cost
 	MaxBatchSize     int  // default 1000
 	NoUpdateMultiple bool // UpdateMultiple unavailable on accounts
+	// NoCreateMultiple and NoUpsertMultiple make those messages unavailable on declared tables.
+	NoCreateMultiple, NoUpsertMultiple bool
 	// OnWrite is called after a write request's changes are applied, before its answer is sent.
 	OnWrite func(ids []string)
 	// ChangeTracking turns on Track changes for accounts (switchable later with SetChangeTracking).
@@ -112,8 +120,10 @@ func (c *Config) defaults() {
 type Sim struct {
 	cfg Config
 
-	mu  sync.RWMutex
-	tab table
+	mu         sync.RWMutex
+	tab        table
+	tables     map[string]*dtable // declared tables by entity set (contacts), beside accounts
+	rowVersion int64
 
 	servers []*server
 	rr      atomic.Uint64
@@ -129,7 +139,7 @@ var industries = []int32{1, 2, 3, 6, 7, 9, 12, 19, 25, 33}
 func New(cfg Config) *Sim {
 	cfg.defaults()
 	n := cfg.Accounts + cfg.InactiveAccounts
-	s := &Sim{cfg: cfg}
+	s := &Sim{cfg: cfg, tables: map[string]*dtable{Contacts.EntitySet: newDTable(&Contacts)}}
 	s.ct.on.Store(cfg.ChangeTracking)
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x5eed))
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()

@@ -169,6 +169,10 @@ func (r *record) toMap(id string) map[string]any {
 		"numberofemployees": nil, "revenue": nil, "industrycode": nil, "statecode": int(r.state), "statuscode": int(r.state) + 1,
 		"_ownerid_value": "00000000-0000-0000-0000-0000000000aa", "versionnumber": r.version,
 		"modifiedon": time.Unix(0, r.modified).UTC().Format(time.RFC3339)}
+	m["accountnumber"] = nil
+	if r.seq >= 0 {
+		m["accountnumber"] = accountNumber(r.seq) // derived, read-only: the alternate key lookups use
+	}
 	if r.has(hasEmployees) {
 		m["numberofemployees"] = int(r.employees)
 	}

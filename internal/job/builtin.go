@@ -30,4 +30,33 @@ var builtins = map[string]string{
   }},
   "write": {"mode": "bulk", "batchSize": 200, "concurrency": "etag"}
 }`,
+	// The migration of the seed: contacts exported from a legacy CRM, created once each. The legacy
+	// id is an alternate key (dvb_legacyid_key on a custom column), so rows repeated in the file are
+	// reported and a later upsert run can address the same records.
+	"import-contacts": `{
+  "name": "import-contacts",
+  "description": "Create contacts from a legacy CRM export (CSV or NDJSON) dropped under the import prefix.",
+  "table": {"entitySet": "contacts", "logicalName": "contact", "key": "contactid"},
+  "transform": {"kind": "import"},
+  "write": {"mode": "bulk", "batchSize": 100},
+  "import": {
+    "mode": "create",
+    "key": ["dvb_legacyid"],
+    "mapping": {"columns": [
+      {"source": "legacy_id", "target": "dvb_legacyid", "type": "string", "required": true, "maxLength": 100},
+      {"source": "first_name", "target": "firstname", "type": "string", "maxLength": 50},
+      {"source": "last_name", "target": "lastname", "type": "string", "required": true, "maxLength": 50},
+      {"source": "email", "target": "emailaddress1", "type": "string", "maxLength": 100},
+      {"source": "phone", "target": "telephone1", "type": "string", "maxLength": 50},
+      {"source": "city", "target": "address1_city", "type": "string", "maxLength": 80},
+      {"source": "birthdate", "target": "birthdate", "type": "date"},
+      {"source": "children", "target": "numberofchildren", "type": "int"},
+      {"source": "credit_limit", "target": "creditlimit", "type": "decimal"},
+      {"source": "do_not_email", "target": "donotemail", "type": "bool"},
+      {"source": "role", "target": "accountrolecode", "type": "optionset", "options": {"Decision Maker": 1, "Employee": 2, "Influencer": 3}},
+      {"source": "account_number", "target": "parentcustomerid_account", "type": "lookup", "table": "accounts", "key": "accountnumber"},
+      {"source": "notes", "target": "description", "type": "string", "maxLength": 2000}
+    ]}
+  }
+}`,
 }

@@ -78,6 +78,10 @@ func (e *Engine) loadOrCreateChunk(ctx context.Context, man *Manifest, m *Messag
 	if !errors.Is(err, checkpoint.ErrNotFound) {
 		return nil, "", fmt.Errorf("%w: read chunk %d: %w", ErrTransient, m.Seq, err)
 	}
+	if man.Spec.Import != nil {
+		// An import chunk's records live only in its checkpoint (mapped from the file at planning).
+		return nil, "", &BadMessageError{Reason: fmt.Sprintf("import chunk %d of %s has no checkpoint; start the import again", m.Seq, m.Run)}
+	}
 	rows, err := e.DV.GetByIDs(ctx, dvTable(man.Spec), m.IDs, man.Spec.SelectColumns())
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: read chunk records: %w", ErrTransient, err)

@@ -74,12 +74,17 @@ func (r *chunkRun) execute(ctx context.Context, m *Message, d Delivery) (Result,
 		return r.transientFailure(ctx, m, d, err.Error())
 	}
 	items, index := r.pendingItems()
-	cfg, err := r.pipelineConfig()
-	if err != nil {
-		stopFlushing()
-		return res, err
+	var perr error
+	if r.man.Spec.Import != nil {
+		perr = r.importRecords(workCtx, items, index, func(ev pipeline.Event) { r.apply(index, ev) })
+	} else {
+		cfg, err := r.pipelineConfig()
+		if err != nil {
+			stopFlushing()
+			return res, err
+		}
+		perr = pipeline.Run(workCtx, cfg, items, func(ev pipeline.Event) { r.apply(index, ev) })
 	}
-	perr := pipeline.Run(workCtx, cfg, items, func(ev pipeline.Event) { r.apply(index, ev) })
 	atDeadline := (errors.Is(stopCtx.Err(), context.DeadlineExceeded) || ctxutil.Stopped(ctx)) && ctx.Err() == nil
 	stopFlushing()
 
@@ -209,8 +214,8 @@ func (r *chunkRun) refreshResumed(ctx context.Context) error {
 			}
 		}
 	})
-	if len(ids) == 0 || attempts <= 1 {
-		return nil
+	if len(ids) == 0 || attempts <= 1 || r.man.Spec.Import != nil {
+		return nil // an import's writes are idempotent by id or alternate key: nothing to re-read
 	}
 	spec := r.man.Spec
 	rows, err := r.e.DV.GetByIDs(ctx, dvTable(spec), ids, spec.SelectColumns())

@@ -49,6 +49,8 @@ type Failure struct {
 	Outcome pipeline.Outcome `json:"outcome"`
 	Reason  string           `json:"reason"`
 	Chunk   int              `json:"chunk"`
+	Row     int64            `json:"row,omitempty"`  // an imported record's number in its file
+	Line    int64            `json:"line,omitempty"` // and the line it starts on
 }
 
 // DeadChunk is a chunk whose message was dead-lettered.
@@ -191,9 +193,9 @@ func (e *Engine) tryComplete(ctx context.Context, run string) error {
 		return fmt.Errorf("%w: %w", ErrTransient, err)
 	}
 	// The job may start again: clear the active marker if it still names this run.
-	act, etag, err := load[Active](ctx, e.Store, activeName(man.Job))
+	act, etag, err := load[Active](ctx, e.Store, man.activeDoc())
 	if err == nil && act.Run == run {
-		if err := e.Store.Delete(ctx, activeName(man.Job), etag); err != nil && !errors.Is(err, checkpoint.ErrConflict) && !errors.Is(err, checkpoint.ErrNotFound) {
+		if err := e.Store.Delete(ctx, man.activeDoc(), etag); err != nil && !errors.Is(err, checkpoint.ErrConflict) && !errors.Is(err, checkpoint.ErrNotFound) {
 			return fmt.Errorf("%w: clear active run: %w", ErrTransient, err)
 		}
 	}
@@ -239,7 +241,7 @@ func (e *Engine) buildSummary(ctx context.Context, man *Manifest, prog *Progress
 			switch r.Outcome {
 			case pipeline.Failed, pipeline.Skipped:
 				if len(sum.Failures) < MaxListedFailures {
-					sum.Failures = append(sum.Failures, Failure{ID: r.ID, Outcome: r.Outcome, Reason: r.Reason, Chunk: ch.Seq})
+					sum.Failures = append(sum.Failures, Failure{ID: r.ID, Outcome: r.Outcome, Reason: r.Reason, Chunk: ch.Seq, Row: r.Row, Line: r.Line})
 				} else {
 					sum.FailuresListed = false
 				}

@@ -41,6 +41,7 @@ type Options struct {
 	WaitPoll      time.Duration // how often a duplicate delivery re-reads an owned chunk (1s)
 	ChunkSize     int           // overrides the spec's chunk size when > 0
 	DryRun        bool          // force every run started by this engine to be a dry run
+	ImportPrefix  string        // an import's source must be a blob name under this prefix ("" = anywhere in the container)
 	// Rules decide which records of an incremental job are sent (the zero value sends every record
 	// but still keeps the ledger; the settings default to 720h and 168h).
 	Rules ledger.Rules
@@ -90,8 +91,9 @@ func (o *Options) defaults() {
 type Engine struct {
 	Store    checkpoint.Store
 	DV       Dataverse
-	Enricher Enricher // nil when no enrich job is configured
-	Instance string   // identifies this process in ownership records
+	Enricher Enricher     // nil when no enrich job is configured
+	Imports  ImportSource // nil when import jobs are not configured
+	Instance string       // identifies this process in ownership records
 	Log      zerolog.Logger
 	Opt      Options
 	Now      func() time.Time
@@ -184,7 +186,7 @@ func (e *Engine) Handle(ctx context.Context, body []byte, d Delivery) (Result, e
 		if lerr != nil {
 			return e.deadLetter(body, d, &BadMessageError{Reason: lerr.Error()}), nil
 		}
-		res, err = e.Start(ctx, spec, StartOptions{Run: m.Run, DryRun: m.DryRun, Full: m.Full, RerunOf: m.RerunOf, Trigger: "queue", At: e.now()})
+		res, err = e.Start(ctx, spec, StartOptions{Run: m.Run, DryRun: m.DryRun, Full: m.Full, RerunOf: m.RerunOf, Source: m.Source, Trigger: "queue", At: e.now()})
 	case KindPlan:
 		res, err = e.planStep(ctx, m.Run, m.Cursor, m.Seq, e.Opt.PlanPages)
 	case KindChunk:

@@ -49,13 +49,19 @@ func runAll(t *testing.T, e *Engine, spec *Spec, o StartOptions) (string, []stri
 	if err != nil {
 		t.Fatal(err)
 	}
+	return o.Run, drain(ctx, t, e, res)
+}
+
+// drain processes res's messages and all that follow on an in-process queue; it returns the dead letters.
+func drain(ctx context.Context, t testing.TB, e *Engine, res Result) []string {
+	t.Helper()
 	var mu sync.Mutex
 	var dead []string
 	q := &LocalQueue{Engine: e, Workers: 4, Retry: 10 * time.Millisecond, DeadLetters: func(b string) { mu.Lock(); dead = append(dead, b); mu.Unlock() }}
 	if err := q.Run(ctx, res); err != nil {
 		t.Fatal(err)
 	}
-	return o.Run, dead
+	return dead
 }
 
 func TestRunEnrichesEveryActiveAccount(t *testing.T) {

@@ -47,6 +47,7 @@ type Message struct {
 	// start
 	DryRun  bool   `json:"dryRun,omitempty"`
 	RerunOf string `json:"rerunOf,omitempty"` // re-run only the failed records of this run
+	Source  string `json:"source,omitempty"`  // an import's blob name under the import container and prefix
 	Full    bool   `json:"full,omitempty"`    // every record eligible, whatever the ledger says
 
 	// plan
@@ -188,7 +189,15 @@ func (m *Message) Validate() error {
 		if len(m.IDs) > 0 || m.Cursor != "" {
 			return bad("a start message carries no ids or cursor")
 		}
+		if m.Source != "" {
+			if err := CheckSource(m.Source, ""); err != nil {
+				return bad("%v", err)
+			}
+		}
 	case KindPlan:
+		if m.Source != "" {
+			return bad("only a start message names a source")
+		}
 		if m.Run == "" {
 			return bad("a plan message needs a run")
 		}

@@ -20,7 +20,11 @@ type StartOptions struct {
 	DryRun  bool
 	Full    bool   // every record eligible, whatever the job's ledger says
 	RerunOf string // re-run only the failed records of that run
+	Source  string // an import's source blob
 	Trigger string // timer, queue, cli
+
+	version string   // the import source's version, found by Start
+	header  []string // its CSV header
 }
 
 // Start begins a run of spec unless one is already active: a second timer tick while a run is in
@@ -34,8 +38,27 @@ func (e *Engine) Start(ctx context.Context, spec *Spec, o StartOptions) (Result,
 	if !runRE.MatchString(o.Run) {
 		return res, &BadMessageError{Reason: fmt.Sprintf("run id %q is not valid", o.Run)}
 	}
+	switch {
+	case spec.Import != nil && o.Source == "":
+		return res, &BadMessageError{Reason: fmt.Sprintf("job %s is an import: the start message must name its source", spec.Name)}
+	case spec.Import == nil && o.Source != "":
+		return res, &BadMessageError{Reason: fmt.Sprintf("job %s is not an import: it takes no source", spec.Name)}
+	case spec.Import != nil && o.RerunOf != "":
+		return res, &BadMessageError{Reason: "an import is not re-run by id: fix the failed rows and import them as a new file"}
+	}
+	active := activeName(spec.Name)
+	if spec.Import != nil {
+		// One active run per file version: two drops of different files import side by side, a
+		// duplicate notification of the same drop finds its run active, and a file replaced while
+		// its first version imports still gets its own run.
+		var err error
+		if o.version, o.header, err = e.probeImport(ctx, spec, o.Source); err != nil {
+			return res, err
+		}
+		active = importActiveName(spec.Name, o.Source, o.version)
+	}
 	for attempt := 0; attempt < 10; attempt++ {
-		act, etag, err := load[Active](ctx, e.Store, activeName(spec.Name))
+		act, etag, err := load[Active](ctx, e.Store, active)
 		if errors.Is(err, checkpoint.ErrStoreMissing) {
 			// Storage was wiped: every earlier run's checkpoints are gone (their leftover messages fail
 			// closed on the missing manifest). Creating this run's documents recreates the store.
@@ -44,7 +67,7 @@ func (e *Engine) Start(ctx context.Context, spec *Spec, o StartOptions) (Result,
 		}
 		switch {
 		case errors.Is(err, checkpoint.ErrNotFound):
-			_, err = create(ctx, e.Store, activeName(spec.Name), Active{Run: o.Run, Since: e.now().UTC(), Writer: nonce()})
+			_, err = create(ctx, e.Store, active, Active{Run: o.Run, Since: e.now().UTC(), Writer: nonce()})
 		case err != nil:
 			return res, fmt.Errorf("%w: read active run: %w", ErrTransient, err)
 		case act.Run == o.Run:
@@ -57,7 +80,7 @@ func (e *Engine) Start(ctx context.Context, spec *Spec, o StartOptions) (Result,
 			if busy {
 				return res2, nil
 			}
-			_, err = save(ctx, e.Store, activeName(spec.Name), Active{Run: o.Run, Since: e.now().UTC(), Writer: nonce()}, etag)
+			_, err = save(ctx, e.Store, active, Active{Run: o.Run, Since: e.now().UTC(), Writer: nonce()}, etag)
 		}
 		if errors.Is(err, checkpoint.ErrConflict) {
 			continue // another starter moved first: look again
@@ -106,6 +129,9 @@ func (e *Engine) createRun(ctx context.Context, spec *Spec, o StartOptions) (Res
 	man := Manifest{Run: o.Run, Job: spec.Name, Spec: spec, DryRun: o.DryRun || e.Opt.DryRun, RerunOf: o.RerunOf,
 		Trigger: o.Trigger, State: RunPlanning, Created: now, Updated: now, Writer: nonce(),
 		Incremental: spec.IsIncremental(), Full: o.Full}
+	if spec.Import != nil {
+		man.Source, man.SourceVersion, man.Header = o.Source, o.version, o.header
+	}
 	if _, err := create(ctx, e.Store, manifestName(o.Run), man); err != nil {
 		if errors.Is(err, checkpoint.ErrConflict) {
 			// A second firing of the same occurrence. If the first one died before handing planning on
@@ -138,6 +164,9 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 	}
 	if man.RerunOf != "" {
 		return e.planRerun(ctx, man)
+	}
+	if man.Spec.Import != nil {
+		return e.planImport(ctx, man, cursor, seq, maxPages)
 	}
 	spec := man.Spec
 	e.observer().Touch(run)
@@ -174,6 +203,24 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 			break
 		}
 	}
+	return e.recordPlanned(ctx, man, &res, planned{start: startCursor, cursor: cursor, seq: seq, records: records, fresh: fresh, deltaNext: deltaNext, done: done})
+}
+
+// planned is what one planning step did: from cursor start to cursor, chunks up to seq.
+type planned struct {
+	start, cursor string
+	seq, records  int
+	fresh         int
+	deltaNext     string
+	done          bool
+	note          string // ends the log line
+}
+
+// recordPlanned records a planning step in the manifest and hands planning on: a plan message
+// from its cursor when it is not done; the run may complete when it is.
+func (e *Engine) recordPlanned(ctx context.Context, man *Manifest, res *Result, p planned) (Result, error) {
+	run := man.Run
+	cursor, seq, records, fresh, deltaNext, done, startCursor := p.cursor, p.seq, p.records, p.fresh, p.deltaNext, p.done, p.start
 	if _, err := modify(ctx, e.Store, manifestName(run), func(m *Manifest) (*Manifest, error) {
 		// A step is recorded once: by the delivery that finds the manifest still at its start cursor.
 		// (Fresh records make chunk-less steps, so the sequence number alone cannot tell.)
@@ -191,6 +238,9 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 		}
 		m.Cursor = cursor
 		m.PlanningDone = done
+		if man.PlanError != "" {
+			m.PlanError = man.PlanError
+		}
 		if done {
 			m.State = RunProcessing
 			m.Cursor = ""
@@ -209,13 +259,13 @@ func (e *Engine) planStep(ctx context.Context, run, cursor string, seq, maxPages
 		}
 		res.Enqueue = append(res.Enqueue, s)
 	}
-	res.logf("planned %d records in %d chunks (through chunk %d), %d fresh; planning %s", records, len(res.Enqueue)-boolInt(!done), seq, fresh, map[bool]string{true: "complete", false: "continues"}[done])
+	res.logf("planned %d records in %d chunks (through chunk %d), %d fresh; planning %s%s", p.records, len(res.Enqueue)-boolInt(!p.done), p.seq, p.fresh, map[bool]string{true: "complete", false: "continues"}[p.done], p.note)
 	if done {
 		if err := e.tryComplete(ctx, run); err != nil {
-			return res, err
+			return *res, err
 		}
 	}
-	return res, nil
+	return *res, nil
 }
 
 // planChunk writes one chunk's checkpoint (if it does not exist yet) and returns its message.

@@ -47,6 +47,7 @@ type Spec struct {
 	Writable    []string          `json:"writable"` // allow-list: nothing else is ever written
 	Transform   Transform         `json:"transform"`
 	Write       Write             `json:"write"`
+	Import      *ImportSpec       `json:"import,omitempty"` // an import job's file and mapping
 	ChunkSize   int               `json:"chunkSize,omitempty"`
 	PageSize    int               `json:"pageSize,omitempty"`
 	// Incremental makes a recalculate job recompute only records whose inputs changed since they were
@@ -255,8 +256,13 @@ func (s *Spec) validateTransform(bad func(string, string, ...any) error) error {
 		if !actionRE.MatchString(t.Action) {
 			return bad("transform.action", "must be an action or Custom API unique name, got %q", t.Action)
 		}
+	case KindImport:
+		return s.validateImport(bad)
 	default:
-		return bad("transform.kind", "must be enrich, recalculate or action, got %q", t.Kind)
+		return bad("transform.kind", "must be enrich, recalculate, action or import, got %q", t.Kind)
+	}
+	if s.Import != nil {
+		return bad("import", "only an import job (transform.kind import) has an import section")
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -44,6 +45,20 @@ func summaryName(run string) string        { return "runs/" + run + "/summary.js
 func chunkPrefix(run string) string        { return "runs/" + run + "/chunks/" }
 func chunkName(run string, seq int) string { return fmt.Sprintf("%s%06d.json", chunkPrefix(run), seq) }
 
+// importActiveName is the active-run marker of one version of an import's source.
+func importActiveName(job, source, version string) string {
+	h := sha256.Sum256([]byte(source + "\x00" + version))
+	return "jobs/" + job + "/imports/" + hex.EncodeToString(h[:8]) + "/active.json"
+}
+
+// activeDoc is the active-run marker the run holds.
+func (m *Manifest) activeDoc() string {
+	if m.Source != "" {
+		return importActiveName(m.Job, m.Source, m.SourceVersion)
+	}
+	return activeName(m.Job)
+}
+
 // Active marks the run currently active for a job, so a second timer tick does not start another.
 type Active struct {
 	Run    string    `json:"run"`
@@ -81,6 +96,14 @@ type Manifest struct {
 	// DeltaFailed says the delta link failed and the run read the whole table instead.
 	DeltaFailed bool `json:"deltaFailed,omitempty"`
 
+	// An import's source blob, its version when the run started, the CSV header (a chunk of
+	// planning resumes mid-file without it), and why planning stopped early if the rest of the
+	// file was unreadable.
+	Source        string   `json:"source,omitempty"`
+	SourceVersion string   `json:"sourceVersion,omitempty"`
+	Header        []string `json:"header,omitempty"`
+	PlanError     string   `json:"planError,omitempty"`
+
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
 	Writer  string    `json:"w"`
@@ -89,6 +112,8 @@ type Manifest struct {
 // Record is one record's state inside a chunk checkpoint.
 type Record struct {
 	ID      string         `json:"id"`
+	Row     int64          `json:"row,omitempty"`  // an imported record's number in its file
+	Line    int64          `json:"line,omitempty"` // and the line it starts on
 	ETag    string         `json:"etag,omitempty"`
 	Current map[string]any `json:"cur,omitempty"`
 	// Fields are transform results not yet written: a retry writes them without a second call.

@@ -187,7 +187,7 @@ func sum(m map[string]int64) int64 {
 }
 
 // outcomeOrder is the order outcomes are listed in reports.
-var outcomeOrder = []pipeline.Outcome{pipeline.Updated, pipeline.WouldUpdate, pipeline.Unchanged, pipeline.Fresh, pipeline.Gone, pipeline.Skipped, pipeline.Failed}
+var outcomeOrder = []pipeline.Outcome{"created", "upserted", pipeline.Updated, pipeline.WouldUpdate, pipeline.Unchanged, pipeline.Fresh, pipeline.Gone, pipeline.Skipped, pipeline.Failed}
 
 // SortedOutcomes lists the outcomes of m in report order: the known ones first, then the rest by name.
 func SortedOutcomes[V any](m map[pipeline.Outcome]V) []pipeline.Outcome {
