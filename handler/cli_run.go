@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +30,7 @@ Examples:
   DATAVERSE_URL=https://contoso.crm.dynamics.com ENRICHMENT_URL=https://data.example.com/enrich dvbulk run
   dvbulk run --job recalculate-tier --dry-run
   dvbulk run --full          # ask the enrichment service about every record again
+  dvbulk run --job import-contacts --source ./export/contacts.csv   # an import from a local file
   dvbulk run --job ./jobs/reset-status.json --store blob
   dvbulk run --rerun-failed nightly-enrichment-20261123t020000z
 
@@ -47,6 +50,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	storeKind := fs.String("store", "dir", "checkpoint store: dir ($DVBULK_CHECKPOINT_DIR) or blob ($AzureWebJobsStorage)")
 	asJSON := fs.Bool("json", false, "print the final report as JSON")
 	workers := fs.Int("workers", 8, "chunk messages processed at once")
+	source := fs.String("source", "", "an import job's file on this machine (CSV or NDJSON, as the job says); default: the blob named by a start message")
 	fs.Usage = func() { fmt.Fprint(stderr, runHelp); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
 		return usageError(err)
@@ -77,6 +81,26 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	if *dryRun {
 		eng.Opt.DryRun = true
 	}
+	var sourceName string
+	if *source != "" {
+		if cfg.Job.Transform.Kind != job.KindImport {
+			fmt.Fprintf(stderr, "dvbulk run: --source: job %q is not an import job\n", cfg.Job.Name)
+			return 2
+		}
+		// The file's directory becomes the import source and its name the source: the same planner
+		// reads it by offset as it reads a blob, and a resumed run checks it is the same file.
+		abs, err := filepath.Abs(*source)
+		if err != nil {
+			fmt.Fprintf(stderr, "dvbulk run: --source: %v\n", err)
+			return 2
+		}
+		if fi, err := os.Stat(abs); err != nil || !fi.Mode().IsRegular() {
+			fmt.Fprintf(stderr, "dvbulk run: --source: %s is not a readable file\n", *source)
+			return 2
+		}
+		eng.Imports, eng.Opt.ImportPrefix = job.DirSource{Root: filepath.Dir(abs)}, ""
+		sourceName = filepath.Base(abs)
+	}
 	stopTelemetry := app.RunTelemetry(ctx, eng)
 	defer stopTelemetry()
 
@@ -97,7 +121,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 			first, err = eng.Resume(ctx, runID)
 		} else {
 			runID = job.RunID(cfg.Job.Name, time.Now())
-			first, err = eng.Start(ctx, cfg.Job, job.StartOptions{Run: runID, Trigger: "cli", DryRun: *dryRun, Full: *full})
+			first, err = eng.Start(ctx, cfg.Job, job.StartOptions{Run: runID, Trigger: "cli", DryRun: *dryRun, Full: *full, Source: sourceName})
 		}
 	}
 	if err != nil {
