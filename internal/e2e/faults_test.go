@@ -201,13 +201,18 @@ func TestPoisonAfterMaxDequeue(t *testing.T) {
 	defer cancel()
 	run := r.planOnly(ctx)
 	r.dv.Faults().ServerErrors(1_000_000, 503) // Dataverse down for good
-	sum := r.process(ctx, run)
+	// Serve until the queue has drained, not only until the summary exists: the summary is written
+	// during the last chunk's final delivery, and stopping the host then abandons that delivery (its
+	// message would never reach the poison queue).
+	stop := r.serve(ctx)
+	sum := r.waitSummary(ctx, run)
 	if len(sum.DeadLettered) != 2 {
 		t.Fatalf("dead-lettered chunks %+v, want both", sum.DeadLettered)
 	}
 	if err := r.host.Drain(ctx, time.Second); err != nil {
 		t.Fatal(err)
 	}
+	stop()
 	if p := r.host.Messages("dvbulk-chunks-poison"); len(p) != 2 {
 		t.Errorf("poison queue holds %d messages, want 2", len(p))
 	}

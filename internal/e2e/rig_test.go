@@ -156,11 +156,19 @@ func newRig(t *testing.T, o rigOptions) *rig {
 // occurrence is the scheduled time the tests fire the timer for; the run id derives from it.
 var occurrence = time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
 
-// serve delivers queued messages (host.Run) until the returned stop is called or ctx ends.
+// serve delivers queued messages (host.Run) until the returned stop is called or ctx ends. stop
+// returns once Run has (its deliveries included), so a later serve never runs beside it.
 func (r *rig) serve(ctx context.Context) (stop func()) {
-	runCtx, stop := context.WithCancel(ctx)
-	go func() { _ = r.host.Run(runCtx) }()
-	return stop
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = r.host.Run(runCtx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // planOnly fires the timer for occurrence, which plans the run and queues its first messages, and
