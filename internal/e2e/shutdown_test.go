@@ -20,8 +20,7 @@ func TestSIGTERMMidChunkHandsOver(t *testing.T) {
 	const accounts = 3000
 	var once sync.Once
 	claimed := make(chan struct{})
-	var r *rig
-	r = newRig(t, rigOptions{accounts: accounts, inactive: 20, instances: 2,
+	r := newRig(t, rigOptions{accounts: accounts, inactive: 20, instances: 2,
 		// 6 chunks of 500 records, 20 enrichment requests of 25 each, 2 at a time per instance at
 		// real-time latency: each instance's chunks take several seconds, so a SIGTERM lands mid-chunk.
 		env: []string{"DVBULK_CHUNK_SIZE=500", "ENRICHMENT_CONCURRENCY=2", "DVBULK_TRANSFORM_WORKERS=2"},

@@ -25,12 +25,12 @@ type Outcome string
 // Outcomes of a record.
 const (
 	Updated     Outcome = "updated"      // written
-	Unchanged           = "unchanged"    // new values equal current ones: nothing written
-	Gone                = "gone"         // the record no longer exists (404); never re-created
-	Failed              = "failed"       // permanent failure, with a reason
-	Skipped             = "skipped"      // deliberately not written (e.g. edited by someone else since read)
-	WouldUpdate         = "would-update" // dry run: would have been written
-	Fresh               = "fresh"        // incremental run: inputs unchanged and answered recently; not sent, not written
+	Unchanged   Outcome = "unchanged"    // new values equal current ones: nothing written
+	Gone        Outcome = "gone"         // the record no longer exists (404); never re-created
+	Failed      Outcome = "failed"       // permanent failure, with a reason
+	Skipped     Outcome = "skipped"      // deliberately not written (e.g. edited by someone else since read)
+	WouldUpdate Outcome = "would-update" // dry run: would have been written
+	Fresh       Outcome = "fresh"        // incremental run: inputs unchanged and answered recently; not sent, not written
 )
 
 // Item is one record to process.
