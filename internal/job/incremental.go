@@ -89,7 +89,7 @@ func (e *Engine) siftAs(ctx context.Context, man *Manifest, recs []Record, mode 
 	}
 	known, err := ledger.New(e.Store, man.Job).Lookup(ctx, ids)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %v", ErrTransient, err)
+		return nil, 0, fmt.Errorf("%w: %w", ErrTransient, err)
 	}
 	now := e.now()
 	if mode == siftDelta {
