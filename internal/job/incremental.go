@@ -162,7 +162,7 @@ func (e *Engine) recordLedger(ctx context.Context, man *Manifest, ch *Chunk) err
 		return nil
 	}
 	if err := ledger.New(e.Store, man.Job).Apply(ctx, ups); err != nil {
-		return fmt.Errorf("%w: record chunk %d in the ledger: %v", ErrTransient, ch.Seq, err)
+		return fmt.Errorf("%w: record chunk %d in the ledger: %w", ErrTransient, ch.Seq, err)
 	}
 	return nil
 }
