@@ -114,11 +114,11 @@ func (e *Engine) ledgerOnce(ctx context.Context, ch *Chunk) error {
 	case err == nil && prog.has(ch.Seq):
 		return nil
 	case err != nil && !errors.Is(err, checkpoint.ErrNotFound):
-		return fmt.Errorf("%w: read progress: %v", ErrTransient, err)
+		return fmt.Errorf("%w: read progress: %w", ErrTransient, err)
 	}
 	man, _, err := load[Manifest](ctx, e.Store, manifestName(ch.Run))
 	if err != nil {
-		return fmt.Errorf("%w: read manifest of %s: %v", ErrTransient, ch.Run, err)
+		return fmt.Errorf("%w: read manifest of %s: %w", ErrTransient, ch.Run, err)
 	}
 	return e.recordLedger(ctx, man, ch)
 }

@@ -72,7 +72,7 @@ func (e *Engine) openImport(ctx context.Context, man *Manifest, pos importfile.P
 		return nil, nil, "", &BadMessageError{Reason: err.Error()}
 	}
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("%w: open %s: %v", ErrTransient, man.Source, err)
+		return nil, nil, "", fmt.Errorf("%w: open %s: %w", ErrTransient, man.Source, err)
 	}
 	if man.SourceVersion != "" && version != man.SourceVersion {
 		rc.Close()
@@ -138,7 +138,7 @@ func (e *Engine) planImport(ctx context.Context, man *Manifest, cursor string, s
 	var keys importKeys
 	if len(im.Key) > 0 {
 		if keys, err = e.loadKeys(ctx, man.Run); err != nil {
-			return res, fmt.Errorf("%w: read import keys of %s: %v", ErrTransient, man.Run, err)
+			return res, fmt.Errorf("%w: read import keys of %s: %w", ErrTransient, man.Run, err)
 		}
 	}
 	dec, closer, _, err := e.openImport(ctx, man, pos)
@@ -189,7 +189,7 @@ func (e *Engine) planImport(ctx context.Context, man *Manifest, cursor string, s
 			}
 			var ee *importfile.EncodingError
 			if !errors.As(err, &ee) && !strings.HasPrefix(err.Error(), "importfile:") {
-				return Result{}, fmt.Errorf("%w: read %s: %v", ErrTransient, man.Source, err)
+				return Result{}, fmt.Errorf("%w: read %s: %w", ErrTransient, man.Source, err)
 			}
 			res.logf("source %s: planning stopped: %v", man.Source, err)
 			man.PlanError = err.Error()
@@ -228,7 +228,7 @@ func (e *Engine) planImport(ctx context.Context, man *Manifest, cursor string, s
 	}
 	if len(stepKeys) > 0 {
 		if _, err := e.Store.Create(ctx, keysName(man.Run, startSeq), stepKeys); err != nil && !errors.Is(err, checkpoint.ErrConflict) {
-			return Result{}, fmt.Errorf("%w: write import keys: %v", ErrTransient, err)
+			return Result{}, fmt.Errorf("%w: write import keys: %w", ErrTransient, err)
 		}
 	}
 	next := encodeCursor(pos)
@@ -253,7 +253,7 @@ func sourceOf(im *ImportSpec, target string) string {
 func (e *Engine) planImportChunk(ctx context.Context, man *Manifest, seq int, recs []Record) (string, error) {
 	ch := Chunk{Run: man.Run, Seq: seq, State: ChunkPending, Records: recs, Updated: e.now().UTC(), Writer: nonce()}
 	if _, err := create(ctx, e.Store, chunkName(man.Run, seq), ch); err != nil && !errors.Is(err, checkpoint.ErrConflict) {
-		return "", fmt.Errorf("%w: write chunk %d: %v", ErrTransient, seq, err)
+		return "", fmt.Errorf("%w: write chunk %d: %w", ErrTransient, seq, err)
 	}
 	m := Message{Kind: KindChunk, Job: man.Job, Run: man.Run, Seq: seq, IDs: chunkIDs(&ch)}
 	return m.Encode()

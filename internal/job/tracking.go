@@ -97,7 +97,7 @@ func (e *Engine) planPage(ctx context.Context, man *Manifest, cursor string) (pl
 			return m, nil
 		})
 		if err != nil {
-			return plannedPage{}, fmt.Errorf("%w: %v", ErrTransient, err)
+			return plannedPage{}, fmt.Errorf("%w: %w", ErrTransient, err)
 		}
 		man.Tracking, man.DeltaFrom = m.Tracking, m.DeltaFrom
 	}
@@ -138,7 +138,7 @@ func (e *Engine) planPage(ctx context.Context, man *Manifest, cursor string) (pl
 		page, err = tr.QueryDelta(ctx, q, "")
 	}
 	if err != nil {
-		return plannedPage{}, fmt.Errorf("%w: read changes of %s: %v", ErrTransient, spec.Table.EntitySet, err)
+		return plannedPage{}, fmt.Errorf("%w: read changes of %s: %w", ErrTransient, spec.Table.EntitySet, err)
 	}
 	var rows []dataverse.Record
 	for _, row := range page.Records {
@@ -177,7 +177,7 @@ func (e *Engine) dropGone(ctx context.Context, man *Manifest, ids []string) (int
 	}
 	known, err := ledger.New(e.Store, man.Job).Lookup(ctx, ids)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrTransient, err)
+		return 0, fmt.Errorf("%w: %w", ErrTransient, err)
 	}
 	correction := 0
 	var ups []ledger.Update
@@ -189,7 +189,7 @@ func (e *Engine) dropGone(ctx context.Context, man *Manifest, ids []string) (int
 	}
 	if len(ups) > 0 && !man.DryRun {
 		if err := ledger.New(e.Store, man.Job).Apply(ctx, ups); err != nil {
-			return 0, fmt.Errorf("%w: %v", ErrTransient, err)
+			return 0, fmt.Errorf("%w: %w", ErrTransient, err)
 		}
 	}
 	return correction, nil
@@ -221,7 +221,7 @@ func (e *Engine) planDue(ctx context.Context, man *Manifest, cursor string) (pla
 		return nil
 	})
 	if err != nil {
-		return plannedPage{}, fmt.Errorf("%w: %v", ErrTransient, err)
+		return plannedPage{}, fmt.Errorf("%w: %w", ErrTransient, err)
 	}
 	filter, err := parseLocalFilter(spec.Filter)
 	if err != nil {
@@ -236,7 +236,7 @@ func (e *Engine) planDue(ctx context.Context, man *Manifest, cursor string) (pla
 	}
 	rows, err := e.DV.GetByIDs(ctx, dvTable(spec), ids, mergeColumns(spec.SelectColumns(), filter.columns()))
 	if err != nil {
-		return plannedPage{}, fmt.Errorf("%w: read due records: %v", ErrTransient, err)
+		return plannedPage{}, fmt.Errorf("%w: read due records: %w", ErrTransient, err)
 	}
 	var keep []dataverse.Record
 	for _, row := range rows {
@@ -264,7 +264,7 @@ func (e *Engine) commitDelta(ctx context.Context, man *Manifest) error {
 		return &DeltaState{Link: man.DeltaNext, Version: man.Spec.Version(), Run: man.Run, Updated: e.now().UTC(), Writer: nonce()}, nil
 	})
 	if err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
-		return fmt.Errorf("%w: keep the delta link: %v", ErrTransient, err)
+		return fmt.Errorf("%w: keep the delta link: %w", ErrTransient, err)
 	}
 	return nil
 }
